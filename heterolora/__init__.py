@@ -1,0 +1,36 @@
+"""HeteroLoRA: heterogeneous LoRA rank plans from zero-cost proxies.
+
+Light names (Plan, AllocationConfig, errors) import without torch; engine functions load lazily.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+from heterolora.config import AllocationConfig as AllocationConfig
+from heterolora.errors import HeteroLoraError as HeteroLoraError
+from heterolora.plans import Plan as Plan
+
+if TYPE_CHECKING:
+    from heterolora.api import plan as plan
+    from heterolora.apply import apply_plan as apply_plan
+    from heterolora.engine import compute_plan as compute_plan
+
+_LAZY = {
+    "plan": "heterolora.api",
+    "compute_plan": "heterolora.engine",
+    "apply_plan": "heterolora.apply",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'heterolora' has no attribute {name!r}")
+
+
+__all__ = ["AllocationConfig", "HeteroLoraError", "Plan", "__version__", "apply_plan", "compute_plan", "plan"]

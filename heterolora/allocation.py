@@ -1,0 +1,108 @@
+"""Turn scores into ranks under a parameter budget. The whole rule, in one place.
+
+Every site i has a cost per rank c_i = d_in + d_out and a value curve V_i(r) over the rank set
+(a proxy either gives the curve, or a scalar score s_i that becomes V_i(r) = s_i * ln(1 + r/r_min):
+diminishing returns, so the rank a site gets grows with its score per parameter instead of the
+whole budget landing on the few top-scored sites).
+
+We maximise sum_i V_i(r_i) subject to sum_i c_i r_i <= limit. Greedy on marginal value per
+parameter is optimal for concave curves up to the last, partly fitting step; curves are made
+concave first (upper hull), and a step that does not fit is skipped while cheaper ones continue,
+which fills the budget to within one step of the limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import math
+from dataclasses import dataclass
+
+from heterolora.errors import BudgetError
+
+
+@dataclass(frozen=True)
+class Item:
+    name: str
+    cost_per_rank: int
+    curve: list[float]  # V(r) for each r in the rank set (ascending)
+    group: str = ""  # layer or type, for normalisation
+
+
+def tie_key(seed: int, name: str) -> int:
+    """Seeded, process-independent tie-break: every process orders equal scores the same way."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:8], "big")
+
+
+def scalar_curve(score: float, ranks: list[int]) -> list[float]:
+    return [score * math.log1p(r / ranks[0]) for r in ranks]
+
+
+def normalize(curves: dict[str, list[float]], groups: dict[str, str]) -> dict[str, list[float]]:
+    """Divide each curve by the mean top value of its group (per layer or per type), so no group
+    wins only because its gradients are larger (e.g. layers next to a freshly initialised head)."""
+    totals: dict[str, list[float]] = {}
+    for name, curve in curves.items():
+        totals.setdefault(groups[name], []).append(curve[-1])
+    means = {g: sum(v) / len(v) for g, v in totals.items()}
+    return {n: [v / means[groups[n]] if means[groups[n]] > 0 else 0.0 for v in c] for n, c in curves.items()}
+
+
+def _hull(costs: list[int], values: list[float]) -> list[int]:
+    """Indices (into [0] + ranks) of the upper concave hull of (cost, value), starting at 0."""
+    pts = [(0, 0.0), *zip(costs, values, strict=True)]
+    idx = [0]
+    for j in range(1, len(pts)):
+        if pts[j][1] < pts[idx[-1]][1]:
+            continue  # value must not drop with rank
+        while len(idx) >= 2:
+            (x0, y0), (x1, y1), (x2, y2) = pts[idx[-2]], pts[idx[-1]], pts[j]
+            if (y1 - y0) * (x2 - x1) <= (y2 - y1) * (x1 - x0):  # middle point under the chord
+                idx.pop()
+            else:
+                break
+        idx.append(j)
+    return idx
+
+
+def allocate_ranks(items: list[Item], ranks: list[int], limit: int, seed: int) -> dict[str, int]:
+    """Rank per item (0 = not adapted) with sum(c_i * r_i) <= limit."""
+    cheapest = min(it.cost_per_rank for it in items) * ranks[0]
+    if limit < cheapest:
+        raise BudgetError(
+            f"budget of {limit} parameters is below the cheapest module (rank {ranks[0]} costs {cheapest})",
+            field="budget",
+        )
+    levels = [0, *ranks]
+    hulls = {it.name: _hull([it.cost_per_rank * r for r in ranks], it.curve) for it in items}
+    by_name = {it.name: it for it in items}
+    heap: list[tuple[float, int, str, int]] = []
+
+    def push(name: str, pos: int) -> None:  # step from hull[pos] to hull[pos + 1]
+        h = hulls[name]
+        if pos + 1 < len(h):
+            it = by_name[name]
+            a, b = h[pos], h[pos + 1]
+            gain = (it.curve[b - 1] if b else 0.0) - (it.curve[a - 1] if a else 0.0)
+            density = gain / (it.cost_per_rank * (levels[b] - levels[a]))
+            heapq.heappush(heap, (-density, tie_key(seed, name), name, pos))
+
+    for it in items:
+        push(it.name, 0)
+    rank = {it.name: 0 for it in items}
+    used = 0
+    while heap:
+        _, _, name, pos = heapq.heappop(heap)
+        h, it = hulls[name], by_name[name]
+        step = it.cost_per_rank * (levels[h[pos + 1]] - levels[h[pos]])
+        if used + step <= limit:
+            used += step
+            rank[name] = levels[h[pos + 1]]
+            push(name, pos + 1)
+    return rank
+
+
+def select_top(scores: dict[str, float], count: int, seed: int) -> set[str]:
+    """The paper's mode: the `count` best-scored names, ties broken by the seeded key."""
+    order = sorted(scores, key=lambda n: (-scores[n], tie_key(seed, n)))
+    return set(order[:count])

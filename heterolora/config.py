@@ -1,0 +1,165 @@
+"""Allocation options and the three budget forms. Import-light: no torch.
+
+One definition serves the library, the CLI, the HTTP schema and the worker, so every knob is
+described once (its `Field(description=...)` feeds OpenAPI and the docs).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from heterolora.errors import ConfigError
+
+# Canonical site types. Architectures map their own module names onto these.
+LORA_TYPES = ("q", "k", "v", "o", "qkv", "gate", "up", "down")
+SHORTCUT_TYPES = ("residual1", "residual2", "shortcut_sa", "shortcut_ffn")
+PROXY_NAMES = ("constant", "grad_norm", "snip", "synflow", "alpha_test", "rank_energy")
+TASKS = ("seq-cls", "causal-lm")
+DEFAULT_RANK_SET = (2, 4, 8, 16, 32, 64)
+
+Task = Literal["seq-cls", "causal-lm"]
+ProxyName = Literal["constant", "grad_norm", "snip", "synflow", "alpha_test", "rank_energy"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ParamsBudget(_Strict):
+    """An exact number of trainable LoRA (and shortcut) A/B parameters."""
+
+    trainable_params: int = Field(gt=0, description="Upper limit on trainable adapter parameters.")
+
+
+class UniformSpec(_Strict):
+    r: int = Field(gt=0, description="Rank of the uniform LoRA whose size is matched.")
+    types: list[str] = Field(default_factory=lambda: ["q", "v"], description="Site types it adapts.")
+
+    @field_validator("types")
+    @classmethod
+    def _known_types(cls, v: list[str]) -> list[str]:
+        bad = [t for t in v if t not in LORA_TYPES]
+        if bad or not v:
+            raise ValueError(f"unknown site types {bad}; choose from {list(LORA_TYPES)}")
+        return v
+
+
+class LikeBudget(_Strict):
+    """As many parameters as uniform LoRA at rank `r` on `types` would train on this model."""
+
+    like: UniformSpec
+
+
+class FractionBudget(_Strict):
+    """The paper's mode: the top `fraction` of candidate modules, each at the fixed `rank`."""
+
+    fraction: float = Field(gt=0, le=1, description="Share of candidate modules switched on.")
+    rank: int = Field(default=8, gt=0, description="Rank of every selected module.")
+
+
+Budget = ParamsBudget | LikeBudget | FractionBudget
+BudgetKind = Literal["trainable_params", "like", "fraction"]
+
+
+def budget_kind(budget: Budget) -> BudgetKind:
+    if isinstance(budget, ParamsBudget):
+        return "trainable_params"
+    if isinstance(budget, LikeBudget):
+        return "like"
+    return "fraction"
+
+
+def parse_budget(value: Budget | dict | None) -> Budget:
+    """Accept any of the three JSON forms (or a Budget) and return the typed form."""
+    if value is None:
+        return LikeBudget(like=UniformSpec(r=8, types=["q", "v"]))
+    if isinstance(value, ParamsBudget | LikeBudget | FractionBudget):
+        return value
+    if not isinstance(value, dict):
+        raise ConfigError("budget must be an object", field="budget")
+    for cls in (ParamsBudget, LikeBudget, FractionBudget):
+        keys = set(cls.model_fields)
+        required = {k for k, f in cls.model_fields.items() if f.is_required()}
+        if required <= set(value) <= keys:
+            try:
+                return cls.model_validate(value)
+            except Exception as exc:  # pydantic ValidationError -> our error naming the field
+                raise ConfigError(f"invalid budget: {_first_error(exc)}", field="budget") from exc
+    raise ConfigError(
+        "budget must be one of {'trainable_params': N}, {'like': {'r': 8, 'types': ['q','v']}} "
+        "or {'fraction': 0.25, 'rank': 8}",
+        field="budget",
+    )
+
+
+def _first_error(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        err = errors()[0]
+        loc = ".".join(str(x) for x in err.get("loc", ()))
+        return f"{loc}: {err.get('msg')}" if loc else str(err.get("msg"))
+    return str(exc)
+
+
+class AllocationConfig(_Strict):
+    """Everything that decides a plan, apart from the model and the data."""
+
+    task: Task = Field(default="seq-cls", description="seq-cls (sequence classification) or causal-lm.")
+    proxy: ProxyName = Field(default="grad_norm", description="Zero-cost proxy that scores candidates.")
+    budget: Annotated[Budget, Field(description="One of the three budget forms.")] = Field(
+        default_factory=lambda: LikeBudget(like=UniformSpec(r=8, types=["q", "v"]))
+    )
+    rank_set: list[int] = Field(
+        default_factory=lambda: list(DEFAULT_RANK_SET), description="Ranks a module may receive."
+    )
+    max_rank: int | None = Field(default=None, gt=0, description="Cap on any rank (e.g. vLLM max_lora_rank).")
+    types: list[str] | None = Field(default=None, description="Restrict candidates to these site types.")
+    layers: list[int] | None = Field(default=None, description="Restrict candidates to these layer indices.")
+    seed: int = Field(default=0, description="Seed for sampling the scoring batches and breaking ties.")
+    num_batches: int = Field(default=32, gt=0, le=1024, description="K: scoring batches.")
+    batch_size: int = Field(default=8, gt=0, le=256, description="Examples per scoring batch.")
+    max_length: int = Field(default=128, gt=1, le=4096, description="Token limit per example.")
+    alpha_ratio: float = Field(default=2.0, gt=0, description="lora_alpha / r, kept constant per module.")
+    use_rslora: bool = Field(default=False, description="rsLoRA scaling alpha/sqrt(r) with one alpha.")
+    normalize: Literal["none", "layer", "type"] = Field(
+        default="none", description="Divide scores by their layer's or type's mean before allocating."
+    )
+    head_warmup_steps: int = Field(
+        default=0, ge=0, le=1000, description="Train only the task head this many steps before scoring."
+    )
+    shortcuts: bool = Field(default=False, description="Add LoRA-adapted shortcut connections.")
+    shortcut_mode: Literal["combined", "separated"] = Field(
+        default="combined", description="One ranking over both families, or a share for each."
+    )
+    shortcut_share: float = Field(default=0.5, gt=0, lt=1, description="Budget share of shortcuts in separated mode.")
+
+    @field_validator("rank_set")
+    @classmethod
+    def _ranks_positive(cls, v: list[int]) -> list[int]:
+        if not v or any(r <= 0 for r in v):
+            raise ValueError("rank_set must hold positive integers")
+        return sorted(set(v))
+
+    @field_validator("types")
+    @classmethod
+    def _types_known(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            bad = [t for t in v if t not in LORA_TYPES]
+            if bad or not v:
+                raise ValueError(f"unknown site types {bad}; choose from {list(LORA_TYPES)}")
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _budget_forms(cls, data: object) -> object:
+        if isinstance(data, dict) and isinstance(data.get("budget"), dict):
+            data = {**data, "budget": parse_budget(data["budget"])}
+        return data
+
+    def effective_ranks(self) -> list[int]:
+        ranks = [r for r in self.rank_set if self.max_rank is None or r <= self.max_rank]
+        if not ranks:
+            raise ConfigError(f"no rank in {self.rank_set} is <= max_rank={self.max_rank}", field="max_rank")
+        return ranks

