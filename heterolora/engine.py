@@ -113,6 +113,9 @@ def compute_plan(
     if fraction is not None:
         ranks = [fraction.rank]
     limit = resolve_limit(config, all_sites)
+    total = sum(p.numel() for p in model.parameters())
+    if limit >= total:
+        raise BudgetError(f"budget of {limit} parameters is not below the model's total of {total}", field="budget")
     if fraction is None:
         cheapest = min(c.cost_per_rank for c in sites) * ranks[0]
         if limit < cheapest:  # fail before the expensive part
