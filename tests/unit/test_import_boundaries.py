@@ -1,0 +1,35 @@
+"""Dependency direction and import weight."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_engine_imports_nothing_from_service_or_worker() -> None:
+    offenders = []
+    for path in (ROOT / "heterolora").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in ("service", "worker")]
+    # The CLI's `serve`/`worker` commands may import them lazily inside the command body only.
+    assert all(o.startswith("cli") for o in offenders), offenders
+
+
+def test_light_modules_do_not_import_torch() -> None:
+    code = "import sys, heterolora, heterolora.plans, heterolora.config; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_never_trust_remote_code() -> None:
+    flag = "trust_remote_code" + "=True"
+    for top in ("heterolora", "service", "worker", "benchmarks"):
+        for path in (ROOT / top).rglob("*.py"):
+            assert flag not in path.read_text().replace(" ", ""), path
