@@ -97,7 +97,10 @@ def load_model(
         if task == "causal-lm":
             model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=num_labels, **kwargs)
+            # A checkpoint with another label count gets a fresh head instead of a size error.
+            model = AutoModelForSequenceClassification.from_pretrained(
+                source, num_labels=num_labels, ignore_mismatched_sizes=True, **kwargs
+            )
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(
             f"cannot load model {model_id!r}: {str(exc).splitlines()[0]}", field="model_id"
@@ -111,8 +114,18 @@ def load_model(
         model.config.pad_token_id = tokenizer.pad_token_id
     if device:
         model.to(device)
-    rev = folder_fingerprint(source) if local else getattr(model.config, "_commit_hash", None) or revision
+    rev = folder_fingerprint(source) if local else _hub_commit(source, revision)
     return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id, revision=rev)
+
+
+def _hub_commit(repo_id: str, revision: str | None) -> str | None:
+    """Commit hash of the cached snapshot the model was loaded from."""
+    from huggingface_hub import try_to_load_from_cache
+
+    path = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    if isinstance(path, str) and Path(path).parent.parent.name == "snapshots":
+        return Path(path).parent.name
+    return revision
 
 
 def default_device() -> str:
