@@ -1,0 +1,90 @@
+"""Turn a dynamic run's final selection into a static Plan (selected units at their rank, others 0)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from heterolora import __version__
+from heterolora.errors import ConfigError
+from heterolora.plans import BudgetInfo, ModelInfo, ModuleEntry, Plan, build_peft_kwargs
+from heterolora.search_space import find_layers, head_modules
+
+if TYPE_CHECKING:
+    from heterolora.dynamic.controller import DynamicController
+
+TASKS = {"SEQ_CLS": "seq-cls", "CAUSAL_LM": "causal-lm"}
+
+
+def build_plan(ctl: DynamicController, chosen: frozenset[str], final: str) -> Plan:
+    from heterolora.dynamic.scoring import inner_model
+
+    lora = [u for u in ctl.units if u.kind == "lora"]
+    if len(lora) != len(ctl.units):
+        raise ConfigError("exporting shortcut units is not supported by this plan export", field="mode")
+    base = inner_model(ctl.model)
+    peft_cfg = _peft_config(ctl.model)
+    task = TASKS.get(str(getattr(peft_cfg.task_type, "value", peft_cfg.task_type)), "seq-cls")
+    last = ctl.history[-1]["scores"]
+    modules = []
+    for u in lora:
+        c, rank = u.candidate, (u.rank if u.name in chosen else 0)
+        modules.append(
+            ModuleEntry(
+                name=u.name,
+                kind="lora",
+                type=u.type,
+                layer=u.layer,
+                rank=rank,
+                alpha=u.alpha if rank else 0.0,
+                score=float(last[u.name]),
+                params=rank * c.cost_per_rank,
+                d_in=c.d_in,
+                d_out=c.d_out,
+            )
+        )
+    used = sum(m.params for m in modules)
+    config = ctl.config
+    request: dict[str, Any] = {"mode": config.mode}
+    if config.active_params is not None:
+        request["active_params"] = config.active_params
+    else:
+        request["active_fraction"] = config.active_fraction
+    seconds = [float(r["seconds"]) for r in ctl.history]
+    return Plan(
+        heterolora_version=__version__,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        model=model_info(base, ctl.model_id),
+        task=task,
+        proxy=config.proxy,
+        seed=config.seed,
+        budget=BudgetInfo(kind=config.budget_kind, request=request, limit=config.active_params or used, used=used),
+        alpha_mode="rslora" if peft_cfg.use_rslora else "constant_ratio",
+        settings={"dynamic": config.model_dump(), "final": final, "reallocations": len(ctl.history)},
+        modules=modules,
+        peft=build_peft_kwargs(
+            modules,
+            use_rslora=bool(peft_cfg.use_rslora),
+            fan_in_fan_out=bool(peft_cfg.fan_in_fan_out),
+            modules_to_save=head_modules(base) if task == "seq-cls" else None,
+            task_type=next(k for k, v in TASKS.items() if v == task),
+        ),
+        timings={"realloc_total_s": round(sum(seconds), 4), "realloc_mean_s": round(sum(seconds) / len(seconds), 4)},
+    )
+
+
+def model_info(base: Any, model_id: str) -> ModelInfo:
+    return ModelInfo(
+        id=model_id,
+        architecture=type(base).__name__,
+        model_type=getattr(base.config, "model_type", "unknown"),
+        num_layers=len(find_layers(base)[1]),
+        hidden_size=getattr(base.config, "hidden_size", None),
+    )
+
+
+def _peft_config(model: Any) -> Any:
+    configs = getattr(model, "peft_config", None)
+    if not configs:
+        raise ConfigError("export needs the PEFT-wrapped model (see prepare_model)", field="model")
+    return configs.get("default", next(iter(configs.values())))

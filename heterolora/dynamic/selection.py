@@ -1,0 +1,81 @@
+"""Which units are active: rank by score, fill each group's budget. The whole rule, in one place.
+
+Groups: `lora` and `combined` rank all units together; `separated` ranks LoRA and shortcut units
+apart, each against its own share of the budget (the authors' three modes, spec §5).
+
+Budget per group:
+- active_fraction p: floor(p * n_lora) LoRA units and round(p * n_shortcut) shortcut units (the
+  authors' counts), at least one of each family present; combined mode pools the two counts.
+- active_params P: walk the ranking and take every unit that still fits, so the active parameters
+  never exceed P (the same rule as top-k when all units are the same size).
+
+Ties are broken by allocation.tie_key on (seed, reallocation index, name): the same in every
+process and every run, but a fresh order at each reallocation, as the authors' re-drawn random
+permutation (so an all-tied proxy such as CONSTANT rotates the active set instead of freezing it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from heterolora.allocation import tie_key
+from heterolora.dynamic.config import DynamicConfig
+from heterolora.dynamic.units import Unit
+from heterolora.errors import BudgetError, ConfigError
+
+Group = tuple[list[Unit], int | None, int | None]  # units, count, parameter limit
+
+
+def groups(units: Sequence[Unit], config: DynamicConfig) -> list[Group]:
+    """Independently ranked groups with their count or parameter limit."""
+    lora = [u for u in units if u.kind == "lora"]
+    shortcut = [u for u in units if u.kind != "lora"]
+    if config.mode == "lora" and shortcut:
+        raise ConfigError("mode 'lora' with shortcut units: use 'combined' or 'separated'", field="mode")
+    if config.mode != "lora" and not shortcut:
+        raise ConfigError(f"mode {config.mode!r} needs shortcut units; none were given", field="mode")
+    limit = config.active_params
+    if limit is not None:
+        if config.mode != "separated":
+            return [(list(units), None, limit)]
+        short_limit = math.floor(config.shortcut_share * limit)
+        return [(lora, None, limit - short_limit), (shortcut, None, short_limit)]
+    p = config.active_fraction or 0.0  # the config guarantees one of the two forms
+    n_lora = max(1, math.floor(p * len(lora))) if lora else 0
+    n_short = max(1, round(p * len(shortcut))) if shortcut else 0
+    if config.mode == "separated":
+        return [(lora, n_lora, None), (shortcut, n_short, None)]
+    return [(list(units), n_lora + n_short, None)]
+
+
+def check_budget(units: Sequence[Unit], config: DynamicConfig) -> None:
+    """Raise BudgetError when a parameter limit cannot hold even the smallest unit of its group."""
+    for group, _, limit in groups(units, config):
+        smallest = min(u.params for u in group)
+        if limit is not None and limit < smallest:
+            raise BudgetError(
+                f"active_params={limit} is below the smallest unit ({smallest} parameters)", field="active_params"
+            )
+
+
+def ranked(keys: dict[str, tuple[float, ...]], seed: int, index: int) -> list[str]:
+    """Names by descending key; ties by the seeded, process-independent key of this reallocation."""
+    return sorted(keys, key=lambda n: (tuple(-k for k in keys[n]), tie_key(seed, f"{index}:{n}")))
+
+
+def select(units: Sequence[Unit], keys: dict[str, tuple[float, ...]], config: DynamicConfig, index: int) -> set[str]:
+    """Active unit names: the best-ranked units that fit each group's budget."""
+    chosen: set[str] = set()
+    for group, count, limit in groups(units, config):
+        size = {u.name: u.params for u in group}
+        order = ranked({n: keys[n] for n in size}, config.seed, index)
+        if count is not None:
+            chosen.update(order[:count])
+            continue
+        used, cap = 0, limit or 0
+        for name in order:
+            if used + size[name] <= cap:
+                chosen.add(name)
+                used += size[name]
+    return chosen
