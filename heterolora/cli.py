@@ -163,5 +163,10 @@ def show_cmd(plan_file: str, plot: str | None, peft: bool) -> None:
         save_heatmap(loaded, plot)
 
 
+from heterolora.cli_service import serve_cmd, worker_cmd  # noqa: E402  (service/worker load inside the commands)
+
+main.add_command(serve_cmd)
+main.add_command(worker_cmd)
+
 if __name__ == "__main__":
     main()

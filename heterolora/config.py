@@ -16,6 +16,9 @@ from heterolora.errors import ConfigError
 LORA_TYPES = ("q", "k", "v", "o", "qkv", "gate", "up", "down")
 SHORTCUT_TYPES = ("residual1", "residual2", "shortcut_sa", "shortcut_ffn")
 PROXY_NAMES = ("constant", "grad_norm", "snip", "synflow", "alpha_test", "rank_energy")
+# Proxies that need labelled samples for seq-cls, known without importing torch (the API validates
+# with it); tests/unit/test_schemas.py checks it against the registry's `needs_labels`.
+LABEL_PROXIES = frozenset({"grad_norm", "snip", "alpha_test", "rank_energy"})
 TASKS = ("seq-cls", "causal-lm")
 DEFAULT_RANK_SET = (2, 4, 8, 16, 32, 64)
 

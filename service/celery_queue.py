@@ -1,0 +1,92 @@
+"""Jobs on Celery workers through Redis. Sends by task name: this process never imports torch."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime
+from typing import Any
+
+import kombu.exceptions
+import redis
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+
+from heterolora.schemas import AllocateRequest
+from service.errors import Unavailable
+from service.jobs import JobQueue, RunState
+from service.settings import Settings
+from service.store import RedisStore, safe_url
+from worker.app import QUEUE_GPU, TASK_ALLOCATE, JobError, make_celery
+from worker.settings import WorkerSettings
+
+BROKER_ERRORS = (kombu.exceptions.OperationalError, redis.ConnectionError, redis.TimeoutError, ConnectionError)
+WORKER_PING_S = 1.0
+
+
+def run_state(state: str, info: Any, date_done: Any) -> RunState:
+    """The one place Celery's states become ours: queued, running, succeeded, failed, cancelled."""
+    finished = date_done.isoformat() if isinstance(date_done, datetime) else date_done
+    if state in ("PENDING", "RECEIVED", "RETRY"):
+        return RunState("queued")
+    if state in ("STARTED", "PROGRESS"):
+        meta = info if isinstance(info, dict) else {}
+        return RunState("running", meta.get("fraction", 0.0), meta.get("phase", "starting"), meta.get("started_at"))
+    if state == "SUCCESS":
+        return RunState("succeeded", 1.0, "done", info.get("started_at"), finished, plan=info["plan"])
+    if state == "REVOKED":
+        return RunState("cancelled", 0.0, "cancelled", finished_at=finished)
+    return RunState("failed", 0.0, "failed", finished_at=finished, error=failure(info))
+
+
+def failure(exc: Any) -> dict[str, Any]:
+    if isinstance(exc, JobError):
+        return {"code": exc.code, "message": exc.message, "field": exc.field}
+    if isinstance(exc, SoftTimeLimitExceeded | TimeLimitExceeded):
+        return {"code": "timeout", "message": f"the job ran past its time limit ({exc})"}
+    return {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+
+
+class CeleryJobQueue(JobQueue):
+    def __init__(self, redis_url: str, settings: Settings) -> None:
+        super().__init__(RedisStore(redis_url, settings.result_ttl_s, settings.redis_timeout_s))
+        self.url = redis_url
+        self.celery = make_celery(WorkerSettings(redis_url=redis_url, result_ttl_s=settings.result_ttl_s))
+
+    def _unavailable(self, what: str) -> Unavailable:
+        return Unavailable(f"{what}: Redis at {safe_url(self.url)} is not reachable", code="broker_unavailable")
+
+    def _start(self, job_id: str, request: AllocateRequest) -> None:
+        try:
+            self.celery.send_task(
+                TASK_ALLOCATE, args=[request.model_dump(mode="json")], task_id=job_id, queue=QUEUE_GPU
+            )
+        except BROKER_ERRORS:
+            raise self._unavailable("cannot queue the job") from None
+
+    def _run_state(self, job_id: str, record: dict[str, Any]) -> RunState:
+        try:
+            meta = self.celery.backend.get_task_meta(job_id)
+        except BROKER_ERRORS:
+            raise self._unavailable("cannot read the job state") from None
+        return run_state(meta["status"], meta.get("result"), meta.get("date_done"))
+
+    def _revoke(self, job_id: str) -> None:
+        # Best effort: workers that miss the broadcast still see the cancel flag before running.
+        with contextlib.suppress(*BROKER_ERRORS):
+            self.celery.control.revoke(job_id)
+
+    def readiness(self) -> dict[str, Any]:
+        self.store.ping()
+        try:
+            replies = self.celery.control.ping(timeout=WORKER_PING_S, limit=1)
+        except BROKER_ERRORS:
+            raise self._unavailable("cannot reach workers") from None
+        if not replies:
+            raise Unavailable(
+                f"no worker answered within {WORKER_PING_S:.0f}s (start one with `heterolora worker`)",
+                code="no_workers",
+            )
+        return {"status": "ready", "mode": "celery", "broker": "ok", "workers": len(replies)}
+
+    def close(self) -> None:
+        self.store.client.close()
+        self.celery.close()

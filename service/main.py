@@ -1,0 +1,66 @@
+"""The FastAPI app: POST /allocate, /jobs/{id}, health probes. `uvicorn service.main:app`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from heterolora import __version__
+from service.errors import install_error_handlers
+from service.jobs import JobQueue
+from service.middleware import BodySizeLimit
+from service.routes import allocate, health, jobs
+from service.settings import Settings, get_settings
+
+DESCRIPTION = """Plan heterogeneous LoRA ranks with zero-cost proxies.
+POST a model id, a data sample and a budget to `/allocate`; poll `/jobs/{id}` for the plan.
+Every error body is `{"error": {"code", "message", "field"?}}`."""
+
+
+def current_settings(app: FastAPI) -> Settings:
+    """Settings as routes see them, so `app.dependency_overrides[get_settings]` applies here too."""
+    return app.dependency_overrides.get(get_settings, get_settings)()
+
+
+def build_queue(settings: Settings) -> JobQueue:
+    if settings.redis_url:
+        from service.celery_queue import CeleryJobQueue
+
+        return CeleryJobQueue(settings.redis_url, settings)
+    from service.embedded import EmbeddedJobQueue
+
+    return EmbeddedJobQueue(settings)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    app.state.queue = build_queue(current_settings(app))
+    try:
+        yield
+    finally:
+        app.state.queue.close()
+
+
+def _operation_id(route: APIRoute) -> str:
+    return f"{route.tags[0]}-{route.name}" if route.tags else route.name
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="HeteroLoRA",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, limit=lambda: current_settings(app).max_body_bytes)
+    for module in (allocate, jobs, health):
+        app.include_router(module.router)
+    return app
+
+
+app = create_app()

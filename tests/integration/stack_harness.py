@@ -1,0 +1,215 @@
+"""Real parts for the service tests (imported by them; not a conftest, so `from conftest import`
+keeps meaning tests/conftest.py): redis-server on a free port, `heterolora worker` (Celery)
+subprocesses, `heterolora serve` (uvicorn) on a free port, and a tiny BERT saved to a folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import string
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+API_KEY = "test-key-0123456789abcdef"
+MAX_SAMPLES = 64
+MAX_BODY_BYTES = 200_000
+JOB_TIMEOUT_S = 120
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+        except (httpx.HTTPError, OSError):
+            result = None
+        if result:
+            return result
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not reached within {timeout}s")
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Signal the process group (a prefork worker has a child), then reap it."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+class RedisServer:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> RedisServer:
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.proc = subprocess.Popen(
+            [*args, "--dir", str(self.folder)], stdout=subprocess.DEVNULL, start_new_session=True
+        )
+        wait_until(self._answers, 10, "redis-server up")
+        return self
+
+    def _answers(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+
+
+def env_for(redis_url: str | None, model_root: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HETEROLORA_")}
+    env.update(
+        PYTHONPATH=str(REPO),
+        HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        OMP_NUM_THREADS="1",  # two shared cores: keep each process to one
+        HETEROLORA_MODEL_DIRS=str(model_root),
+        HETEROLORA_MODEL_ALLOWLIST="minilm,acme/*",
+        HETEROLORA_MAX_SAMPLES=str(MAX_SAMPLES),
+        HETEROLORA_MAX_BODY_BYTES=str(MAX_BODY_BYTES),
+        HETEROLORA_API_KEYS=API_KEY,
+        HETEROLORA_DEVICE="cpu",
+    )
+    if redis_url:
+        env["HETEROLORA_REDIS_URL"] = redis_url
+    env.update(extra)
+    return env
+
+
+def start_worker(env: dict[str, str], log: Path, name: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "heterolora.cli", "worker", "-n", f"{name}@%h", "--loglevel", "INFO"]
+    with log.open("ab") as out:
+        return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@dataclass
+class Api:
+    env: dict[str, str]
+    log: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Api:
+        cmd = [sys.executable, "-m", "heterolora.cli", "serve", "--port", str(self.port), "--log-level", "warning"]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                cmd, env=self.env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        wait_until(lambda: httpx.get(self.url + "/healthz", timeout=1).status_code == 200, 60, "API up")
+        return self
+
+    def client(self, key: str | None = API_KEY) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+
+
+def wait_job(http: httpx.Client, job_id: str, timeout: float = JOB_TIMEOUT_S, until: Callable | None = None) -> dict:
+    """Poll GET /jobs/{id} until it ends (or until `until(job)` holds)."""
+    done = until or (lambda job: job["status"] in ("succeeded", "failed", "cancelled"))
+
+    def check() -> dict | None:
+        job = http.get(f"/jobs/{job_id}").json()
+        return job if done(job) else None
+
+    return wait_until(check, timeout, f"job {job_id} done", interval=0.2)
+
+
+def received(log: Path, job_id: str) -> int:
+    """How many times a worker log shows the job delivered."""
+    return log.read_text(errors="replace").count(f"heterolora.allocate[{job_id}] received")
+
+
+def save_tiny_bert(folder: Path) -> Path:
+    """A 2-layer BERT with a 73-token WordPiece vocabulary (its ids fit the tiny embedding)."""
+    from conftest import tiny_model
+    from transformers import BertTokenizerFast
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *string.ascii_lowercase, *string.digits]
+    vocab += ["##" + c for c in string.ascii_lowercase] + list(".,!?'-")
+    tiny_model("bert").save_pretrained(folder)
+    BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    save_tiny_bert(root / "tiny-bert")
+    return root
+
+
+@dataclass
+class Stack:
+    redis: RedisServer
+    api: Api
+    worker: subprocess.Popen
+    worker_log: Path
+    env: dict[str, str]
+    model_root: Path
+
+    @property
+    def tiny(self) -> str:
+        return str(self.model_root / "tiny-bert")
+
+
+def start_stack(folder: Path, model_root: Path, **extra: str) -> Stack:
+    redis = RedisServer(folder).start()
+    env = env_for(redis.url, model_root, **extra)
+    worker_log = folder / "worker.log"
+    worker = start_worker(env, worker_log, "w1")
+    api = Api(env, folder / "api.log").start()
+    wait_until(lambda: httpx.get(api.url + "/readyz", timeout=3).status_code == 200, 90, "a worker ready")
+    return Stack(redis, api, worker, worker_log, env, model_root)
+
+
+def stop_stack(stack: Stack) -> None:
+    stack.api.stop()
+    stop(stack.worker)
+    stack.redis.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, model_root: Path) -> Iterator[Stack]:
+    """Redis + one worker + the API with auth on, shared by one test module."""
+    running = start_stack(tmp_path_factory.mktemp("stack"), model_root)
+    yield running
+    stop_stack(running)
+
+
+@pytest.fixture()
+def http(stack: Stack) -> Iterator[httpx.Client]:
+    with stack.api.client() as client:
+        yield client

@@ -1,0 +1,58 @@
+"""The planning task: thin glue between Celery and heterolora.runner (which imports torch)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import redis
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
+
+from heterolora.errors import HeteroLoraError
+from heterolora.runner import JobCancelled, ModelCache, run_request
+from heterolora.schemas import AllocateRequest
+from worker.app import TASK_ALLOCATE, JobError, cancel_key, celery_app
+from worker.settings import get_worker_settings
+
+# Worth another try on the same input; bad input (HeteroLoraError) never is.
+TRANSIENT_ERRORS = (ConnectionError, TimeoutError, redis.ConnectionError, redis.TimeoutError)
+
+
+@lru_cache(maxsize=1)
+def model_cache() -> ModelCache:
+    return ModelCache(get_worker_settings().model_cache_size)
+
+
+@celery_app.task(
+    bind=True,
+    name=TASK_ALLOCATE,
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=get_worker_settings().max_retries,
+    throws=(JobError,),  # expected failures: logged as one line, without a traceback
+)
+def allocate(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
+    job_id = self.request.id
+    settings = get_worker_settings()
+    started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+
+    def progress(fraction: float, phase: str) -> None:
+        if self.backend.client.exists(cancel_key(job_id)):
+            raise JobCancelled(job_id)
+        meta = {"fraction": round(fraction, 4), "phase": phase, "started_at": started_at}
+        self.update_state(state="PROGRESS", meta=meta)
+
+    try:
+        request = AllocateRequest.model_validate(payload)
+        plan = run_request(
+            request, cache=model_cache(), device=settings.device, dtype=settings.dtype, progress=progress
+        )
+    except JobCancelled:
+        raise Ignore() from None  # the API already reports the job as cancelled
+    except HeteroLoraError as exc:
+        raise JobError(exc.code, exc.message, exc.field) from None
+    except SoftTimeLimitExceeded:
+        raise JobError("timeout", f"the job ran past its time limit of {settings.soft_time_limit_s}s") from None
+    return {"plan": plan.model_dump(mode="json"), "started_at": started_at}
