@@ -234,3 +234,20 @@ def test_export_last_and_most_frequent_as_static_plans() -> None:
     assert min(freq[n] for n in chosen) >= max(freq[n] for n in freq if n not in chosen)
     static = apply_plan(tiny_model("bert"), often)  # verifies ranks and parameter count
     assert sum(p.numel() for n, p in static.named_parameters() if "lora_" in n) == often.budget.used
+
+
+def test_every_process_takes_rank_zeros_selection(monkeypatch) -> None:
+    # Two real gloo processes take ~25 s here (each imports transformers), so torch.distributed is
+    # simulated: this process is rank 1 of 2 and rank 0 broadcasts ["a", "b"].
+    import torch.distributed as dist
+
+    from heterolora.dynamic.controller import agree
+
+    def broadcast(box: list, src: int) -> None:
+        assert src == 0
+        box[0] = ["a", "b"]
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(dist, "broadcast_object_list", broadcast)
+    assert agree({"c"}) == {"a", "b"}  # a near-tie that split the processes is resolved by rank 0
