@@ -1,17 +1,31 @@
-"""Apply a plan to a model with PEFT, and check that PEFT did exactly what the plan says."""
+"""Apply a plan to a model with PEFT (+ shortcut modules), check the result, save and load it."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from heterolora.errors import PlanError
 from heterolora.plans import Plan
+from heterolora.shortcuts import (
+    attach_shortcuts,
+    check_plan_layout,
+    load_shortcut_weights,
+    shortcut_parameters,
+    shortcut_state_dict,
+)
+
+PLAN_FILE = "plan.json"
+SHORTCUTS_FILE = "shortcuts.safetensors"
+_PLAN_ATTR = "heterolora_plan"
 
 
 def apply_plan(model: nn.Module, plan: Plan, *, train_head: bool | None = None, **overrides: Any) -> Any:
-    """Wrap `model` with PEFT LoRA at the planned ranks and return the PeftModel.
+    """Wrap `model` with PEFT LoRA at the planned ranks, attach the planned shortcut modules
+    (docs/shortcuts.md), and return the PeftModel. Trainable: LoRA A/B, shortcut A/B, and the head
+    when it is trained.
 
     Args:
         train_head: keep the task head trainable (`modules_to_save`). Defaults to the plan's
@@ -26,10 +40,57 @@ def apply_plan(model: nn.Module, plan: Plan, *, train_head: bool | None = None, 
             f"plan for {plan.model.id} does not fit this model: {len(missing)} modules missing, e.g. {missing[0]}",
             field="plan",
         )
+    if not any(m.rank > 0 for m in plan.lora_modules):
+        raise PlanError("the plan enables no LoRA module; PEFT needs at least one", field="plan")
+    check_plan_layout(model, plan)  # before PEFT changes the model in place
     if train_head is False:
         overrides.setdefault("modules_to_save", None)
     peft_model = get_peft_model(model, plan.to_lora_config(**overrides))
     verify_applied(peft_model, plan)
+    if train_head is False:  # PEFT adds a SEQ_CLS model's classifier to modules_to_save by itself
+        for name, p in peft_model.named_parameters():
+            if "modules_to_save" in name:
+                p.requires_grad_(False)
+    # After PEFT: it freezes every parameter it does not own, and the new ones start trainable.
+    attach_shortcuts(peft_model.get_base_model(), plan)
+    object.__setattr__(peft_model, _PLAN_ATTR, plan)
+    return peft_model
+
+
+def save_adapted(peft_model: Any, directory: str | Path, plan: Plan | None = None) -> Path:
+    """Write the LoRA adapter (PEFT format, head included), the shortcut weights and the plan.
+
+    `peft_model.merge_and_unload()` folds LoRA into the base weights; shortcuts have no base matrix
+    to fold into, so they stay attached as modules either way.
+    """
+    from safetensors.torch import save_file
+
+    plan = plan or getattr(peft_model, _PLAN_ATTR, None)
+    if plan is None:
+        raise PlanError("no plan attached to this model; pass plan=", field="plan")
+    directory = Path(directory)
+    peft_model.save_pretrained(directory)
+    save_file(shortcut_state_dict(peft_model.get_base_model()), directory / SHORTCUTS_FILE)
+    plan.save(directory / PLAN_FILE)
+    return directory
+
+
+def load_adapted(model: nn.Module, directory: str | Path, *, is_trainable: bool = False) -> Any:
+    """Rebuild what `save_adapted` wrote on a fresh copy of the base `model`."""
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    plan = Plan.load(directory / PLAN_FILE)
+    check_plan_layout(model, plan)
+    peft_model = PeftModel.from_pretrained(model, directory, is_trainable=is_trainable)
+    verify_applied(peft_model, plan)
+    base = peft_model.get_base_model()
+    attach_shortcuts(base, plan)
+    load_shortcut_weights(base, load_file(directory / SHORTCUTS_FILE))
+    for p in shortcut_parameters(base):
+        p.requires_grad_(is_trainable)
+    object.__setattr__(peft_model, _PLAN_ATTR, plan)
     return peft_model
 
 

@@ -81,6 +81,9 @@ def main() -> None:
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--rslora", is_flag=True, help="rsLoRA scaling (one alpha) instead of constant alpha/r.")
+@click.option("--shortcuts", is_flag=True, help="Add LoRA-adapted shortcut connections (docs/shortcuts.md).")
+@click.option("--shortcut-mode", type=click.Choice(["combined", "separated"]), help="One ranking, or a share each.")
+@click.option("--shortcut-share", type=float, help="Budget share of shortcuts in separated mode.")
 @click.option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write the plan JSON here.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a rank heatmap PNG here.")
@@ -102,7 +105,11 @@ def plan_cmd(**kw: Any) -> None:
         "batch_size": kw["batch_size"],
         "seed": kw["seed"],
         "use_rslora": kw["rslora"],
+        "shortcuts": kw["shortcuts"],
     }
+    for key in ("shortcut_mode", "shortcut_share"):
+        if kw[key] is not None:
+            options[key] = kw[key]
     if kw["normalize"] is not None:
         options["normalize"] = kw["normalize"]
     if kw["head_warmup"] is not None:

@@ -13,12 +13,13 @@ from torch import nn
 
 from heterolora import __version__
 from heterolora.allocation import Item, allocate_ranks, normalize, scalar_curve, select_top
-from heterolora.config import AllocationConfig, FractionBudget, LikeBudget, ParamsBudget, budget_kind
+from heterolora.config import SHORTCUT_TYPES, AllocationConfig, FractionBudget, LikeBudget, ParamsBudget, budget_kind
 from heterolora.errors import BudgetError, DataError
 from heterolora.plans import BudgetInfo, ModelInfo, ModuleEntry, Plan, build_peft_kwargs
 from heterolora.proxies import get_proxy
 from heterolora.proxies.context import Progress, ProxyContext, batch_loss
 from heterolora.search_space import Candidate, discover, find_layers, head_modules
+from heterolora.shortcuts import choose_ranks, reference_weight, scoring_probes, shortcut_candidates, shortcut_section
 
 TASK_TYPES = {"seq-cls": "SEQ_CLS", "causal-lm": "CAUSAL_LM"}
 
@@ -108,6 +109,8 @@ def compute_plan(
         raise DataError(f"proxy {config.proxy!r} needs labelled samples", field="samples")
     all_sites = discover(model)
     sites = discover(model, config.types, config.layers)
+    sc_sites = shortcut_candidates(model, config.layers) if config.shortcuts else []
+    candidates = sites + sc_sites
     ranks = config.effective_ranks()
     fraction = config.budget if isinstance(config.budget, FractionBudget) else None
     if fraction is not None:
@@ -128,12 +131,14 @@ def compute_plan(
     ctx = ProxyContext(
         model=model,
         batches=batches,
-        candidates=sites,
+        candidates=candidates,
         ranks=ranks,
         seed=config.seed,
         progress=lambda f, msg: progress(0.05 + 0.9 * f, msg),
+        reference_weight=reference_weight if sc_sites else None,
     )
-    with warmed_up_head(model, batches, config.head_warmup_steps, config.seed):
+    # Shortcut sites exist only while scoring, as zero probes (see heterolora/shortcuts/modules.py).
+    with warmed_up_head(model, batches, config.head_warmup_steps, config.seed), scoring_probes(model, sc_sites):
         raw = spec.fn(ctx)
     t2 = time.perf_counter()
     progress(0.95, "allocating")
@@ -143,10 +148,12 @@ def compute_plan(
     if not all(math.isfinite(s) for s in scores.values()):
         raise DataError(f"proxy {config.proxy!r} produced non-finite scores on this sample", field="proxy")
     if config.normalize != "none":
-        groups = {c.name: str(c.layer if config.normalize == "layer" else c.type) for c in sites}
+        groups = {c.name: str(c.layer if config.normalize == "layer" else c.type) for c in candidates}
         curves = normalize(curves, groups)
 
-    if fraction is not None:
+    if sc_sites:
+        rank_of = choose_ranks(sites, sc_sites, curves, ranks, limit, config)
+    elif fraction is not None:
         count = max(1, math.floor(fraction.fraction * len(sites)))
         keys = {n: c[-1] for n, c in curves.items()}
         chosen = select_top(keys, count, config.seed)
@@ -155,7 +162,7 @@ def compute_plan(
         items = [Item(c.name, c.cost_per_rank, curves[c.name]) for c in sites]
         rank_of = allocate_ranks(items, ranks, limit, config.seed)
 
-    modules = [_entry(c, rank_of[c.name], scores[c.name], config) for c in sites]
+    modules = [_entry(c, rank_of[c.name], scores[c.name], config) for c in candidates]
     used = sum(m.params for m in modules)
     if fraction is not None:
         limit = used
@@ -184,6 +191,7 @@ def compute_plan(
             modules_to_save=head_modules(model) if config.task == "seq-cls" else None,
             task_type=TASK_TYPES[config.task],
         ),
+        shortcuts=shortcut_section(model, config, len(sc_sites)) if sc_sites else None,
         timings={"scoring_s": round(t2 - t1, 4), "total_s": round(time.perf_counter() - t0, 4)},
     )
     progress(1.0, "done")
@@ -199,7 +207,7 @@ def _entry(c: Candidate, rank: int, score: float, config: AllocationConfig) -> M
         alpha = config.alpha_ratio * rank  # alpha / r constant (EVA's convention)
     return ModuleEntry(
         name=c.name,
-        kind="lora",
+        kind="shortcut" if c.type in SHORTCUT_TYPES else "lora",
         type=c.type,
         layer=c.layer,
         rank=rank,

@@ -35,7 +35,9 @@ def synflow(ctx: ProxyContext) -> Scores:
             scores = {}
             for c, w in zip(ctx.candidates, weights, strict=True):
                 g = w.grad if w.grad is not None else torch.zeros_like(w)
-                scores[c.name] = float((w.detach() * g).abs().sum())
+                g = g.t() if c.conv1d else g  # (d_out, d_in), the layout of ctx.weight
+                # ctx.weight: the |θ| weight itself, or a site's reference (shortcut probes are 0)
+                scores[c.name] = float((ctx.weight(c).detach() * g).abs().sum())
     finally:
         model.to(dtype)
         with torch.no_grad():

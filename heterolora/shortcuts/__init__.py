@@ -1,0 +1,51 @@
+"""LoRA-adapted shortcut connections (spec §2.2): modules, hooks, planning. See docs/shortcuts.md."""
+
+from heterolora.shortcuts.attach import (
+    attach_shortcuts,
+    check_plan_layout,
+    load_shortcut_weights,
+    shortcut_parameters,
+)
+from heterolora.shortcuts.hooks import (
+    CONTAINER,
+    ROUTES,
+    ShortcutRouter,
+    get_router,
+    remove_shortcuts,
+    shortcut_state_dict,
+    site_name,
+)
+from heterolora.shortcuts.layout import Layout, find_layout
+from heterolora.shortcuts.modules import LowRankShortcut, ShortcutProbe
+from heterolora.shortcuts.planning import (
+    choose_ranks,
+    is_shortcut,
+    reference_weight,
+    scoring_probes,
+    shortcut_candidates,
+    shortcut_section,
+)
+
+__all__ = [
+    "CONTAINER",
+    "ROUTES",
+    "Layout",
+    "LowRankShortcut",
+    "ShortcutProbe",
+    "ShortcutRouter",
+    "attach_shortcuts",
+    "check_plan_layout",
+    "choose_ranks",
+    "find_layout",
+    "get_router",
+    "is_shortcut",
+    "load_shortcut_weights",
+    "reference_weight",
+    "remove_shortcuts",
+    "scoring_probes",
+    "shortcut_candidates",
+    "shortcut_parameters",
+    "shortcut_section",
+    "shortcut_state_dict",
+    "site_name",
+]
