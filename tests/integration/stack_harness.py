@@ -164,7 +164,7 @@ def save_tiny_bert(folder: Path) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("models")
     save_tiny_bert(root / "tiny-bert")
@@ -201,9 +201,9 @@ def stop_stack(stack: Stack) -> None:
     stack.redis.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory, model_root: Path) -> Iterator[Stack]:
-    """Redis + one worker + the API with auth on, shared by one test module."""
+    """Redis + one worker + the API with auth on, shared by the API and SDK test modules."""
     running = start_stack(tmp_path_factory.mktemp("stack"), model_root)
     yield running
     stop_stack(running)

@@ -1,0 +1,35 @@
+"""`heterolora bench quality --quick` end to end: tiny MRPC subset, 1 epoch, two arms."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from heterolora.cli import main
+
+GLUE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "glue"
+
+
+@pytest.mark.skipif(not (GLUE / "mrpc" / "train.tsv").is_file(), reason="GLUE copy not present")
+def test_quick_benchmark_writes_json_table_and_plot(tmp_path: Path) -> None:
+    args = ["bench", "quality", "--quick", "--task", "mrpc", "--workers", "1"]
+    result = CliRunner().invoke(main, [*args, "--data-dir", str(GLUE), "--out-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "quality-mrpc.json").read_text())
+    assert report["task"] == "mrpc" and report["units"] == "percent" and report["epochs_reported"] == "last"
+    assert report["baseline"] == "uniform_all"
+    assert report["command"].startswith("heterolora bench quality --task mrpc --quick")
+    arms = {a["name"]: a for a in report["arms"]}
+    assert len(arms) == 2 and arms["uniform_all"]["kind"] == "baseline"
+    hetero = next(a for a in report["arms"] if a["kind"] == "heterolora")
+    assert arms["uniform_all"]["lora_params"] == 82944  # rank 2 on all 36 linear sites of MiniLM
+    assert 82944 - 1920 * 2 < hetero["lora_params"] <= 82944  # filled to within one step
+    assert hetero["head_params"] == arms["uniform_all"]["head_params"] == 384 * 384 + 384 + 384 * 2 + 2
+    for arm in report["arms"]:
+        assert len(arm["accuracy"]) == len(arm["f1"]) == 1
+        assert 0.0 <= arm["accuracy"][0] <= 100.0 and arm["plan_seconds"] >= 0 and arm["train_seconds"] > 0
+    assert (tmp_path / "quality-mrpc.png").stat().st_size > 1000
+    assert "| uniform_all | baseline | 82944 | 148610 | 1 |" in (tmp_path / "quality-mrpc.md").read_text()
