@@ -170,6 +170,10 @@ def show_cmd(plan_file: str, plot: str | None, peft: bool) -> None:
         save_heatmap(loaded, plot)
 
 
+from heterolora.bench.cli import bench  # noqa: E402  (click only; the benchmark imports lazily)
+
+main.add_command(bench)
+
 from heterolora.cli_service import serve_cmd, worker_cmd  # noqa: E402  (service/worker load inside the commands)
 
 main.add_command(serve_cmd)

@@ -21,7 +21,8 @@ def test_quick_benchmark_writes_json_table_and_plot(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "quality-mrpc.json").read_text())
     assert report["task"] == "mrpc" and report["units"] == "percent" and report["epochs_reported"] == "last"
     assert report["baseline"] == "uniform_all"
-    assert report["command"].startswith("heterolora bench quality --task mrpc --quick")
+    assert report["command"].startswith("heterolora bench quality --task mrpc --data-dir ")
+    assert "--quick" in report["command"].split()
     arms = {a["name"]: a for a in report["arms"]}
     assert len(arms) == 2 and arms["uniform_all"]["kind"] == "baseline"
     hetero = next(a for a in report["arms"] if a["kind"] == "heterolora")

@@ -1,0 +1,83 @@
+"""`heterolora bench quality`: the fine-tuning benchmark (arms a-f) on MRPC and RTE."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+DEFAULT_DATA = "../shared/data/glue"
+
+
+@click.group("bench")
+def bench() -> None:
+    """Benchmarks."""
+
+
+@bench.command("quality")
+@click.option("--task", "tasks", default="mrpc,rte", show_default=True, help="Comma-separated: mrpc, rte.")
+@click.option(
+    "--data-dir", default=DEFAULT_DATA, show_default=True, help="Folder with <task>/{train,validation}.tsv, or 'hf'."
+)
+@click.option("--arms", default=None, help="Comma-separated arm names (default: all arms a-f).")
+@click.option("--seeds", default=None, help="Comma-separated seeds (default 0,1,2; quick: 0).")
+@click.option("--epochs", type=int, default=None, help="Epochs per run (default 2; quick: 1).")
+@click.option("--workers", type=int, default=2, show_default=True, help="Parallel 1-thread processes.")
+@click.option("--pilot", is_flag=True, help="Train on 2/3 of train, evaluate on the held-out 1/3 (choosing defaults).")
+@click.option("--quick", is_flag=True, help="Tiny subset, 1 epoch, two arms: checks the harness.")
+@click.option("--out-dir", default=None, help="Results folder (default benchmarks/results; quick: out/bench-quick).")
+@click.option("--rerun", is_flag=True, help="Run jobs again even when their result file exists.")
+@click.option("--merge-only", is_flag=True, help="Only merge existing run files into the report.")
+def quality(**kw: object) -> None:
+    """Fine-tune MiniLM with every arm at an equal LoRA budget; write quality-<task>.{json,md,png}."""
+    from heterolora.bench.arms import arm_names
+    from heterolora.bench.quality import Settings
+    from heterolora.bench.report import write_report
+    from heterolora.bench.runner import QUICK, pending_jobs, run_jobs
+    from heterolora.config import AllocationConfig
+
+    quick = bool(kw["quick"])
+    settings = QUICK if quick else Settings()
+    if kw["epochs"]:
+        settings = replace(settings, epochs=int(kw["epochs"]))
+    settings = replace(settings, pilot=bool(kw["pilot"]))
+    default_arms = ["uniform_all", f"heterolora_{AllocationConfig().proxy}"] if quick else arm_names()
+    arms = str(kw["arms"]).split(",") if kw["arms"] else default_arms
+    tasks = str(kw["tasks"]).split(",")
+    seeds = [int(s) for s in str(kw["seeds"] or ("0" if quick else "0,1,2")).split(",")]
+    out = Path(str(kw["out_dir"] or ("out/bench-quick" if quick else "benchmarks/results")))
+    prefix = "quality-pilot" if settings.pilot else "quality"
+    runs_root = out / f"{prefix}-runs"
+    failed: list[str] = []
+    command = _command_line(click.get_current_context())
+    if not kw["merge_only"]:
+        jobs = pending_jobs(tasks, arms, seeds, runs_root, bool(kw["rerun"]))
+        click.echo(f"{len(jobs)} runs to do ({settings.epochs} epochs each)", err=True)
+        lines = run_jobs(jobs, str(kw["data_dir"]), settings, runs_root, int(kw["workers"]), command)
+        failed = [line for line in lines if line.startswith("FAILED")]
+        for line in failed:
+            click.echo(line, err=True)
+    for task in tasks:
+        paths = write_report(task, runs_root / task, out, prefix, command)
+        if paths:
+            click.echo(paths[1].read_text())
+    if failed:
+        raise click.ClickException(f"{len(failed)} runs failed")
+
+
+def _command_line(ctx: click.Context) -> str:
+    """The invocation as `heterolora bench quality ...`, with every option that was given."""
+    words = ["heterolora", "bench", "quality"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if (
+            value in (None, False)
+            or ctx.get_parameter_source(param.name or "") != click.core.ParameterSource.COMMANDLINE
+        ):
+            continue
+        words.append(param.opts[0])
+        if value is not True:
+            words.append(str(value))
+    return shlex.join(words)

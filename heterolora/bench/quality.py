@@ -1,0 +1,151 @@
+"""Fine-tune MiniLM with one arm's LoRA and report validation accuracy and F1 after every epoch.
+
+One call of `run_one` = one (task, arm, seed): it writes one JSON file, so long benchmarks run in
+parts (per arm, per seed, in several processes) and are merged afterwards by `report.merge`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from heterolora.apply import lora_param_count
+from heterolora.bench.arms import ArmSpec, build_arm, kind_of
+from heterolora.bench.data import Encoded, bucketed_order, collate, encode, eval_batches, holdout_split, load_rows
+from heterolora.bench.data import subset as take
+from heterolora.data import make_batches
+from heterolora.loading import load_model
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One schedule for every arm."""
+
+    epochs: int = 2
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    max_length: int = 128
+    scoring_batches: int = 32  # K batches of 8 train examples for proxies and EVA
+    train_limit: int | None = None  # quick mode: a tiny subset
+    eval_limit: int | None = None
+    pilot: bool = False  # train on 2/3 of train, evaluate on the other 1/3 (never on validation)
+    threads: int = 1
+
+
+def splits(data_dir: str, task: str, settings: Settings) -> tuple[list, list]:
+    train = load_rows(data_dir, task, "train")
+    if settings.pilot:
+        train, held = holdout_split(train)
+    else:
+        held = load_rows(data_dir, task, "validation")
+    return take(train, settings.train_limit), take(held, settings.eval_limit)
+
+
+def f1_pos(pred: list[int], gold: list[int]) -> float:
+    tp = sum(p == g == 1 for p, g in zip(pred, gold, strict=True))
+    fp = sum(p == 1 and g == 0 for p, g in zip(pred, gold, strict=True))
+    fn = sum(p == 0 and g == 1 for p, g in zip(pred, gold, strict=True))
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+@torch.no_grad()
+def evaluate(model: Any, data: Encoded, pad_id: int, batch_size: int = 64) -> tuple[float, float]:
+    """(accuracy, F1 of label 1) in percent."""
+    model.eval()
+    pred, gold = [], []
+    for idx in eval_batches(data, batch_size):
+        batch = collate(data, idx, pad_id)
+        gold.extend(batch.pop("labels").tolist())
+        pred.extend(model(**batch).logits.argmax(-1).tolist())
+    acc = sum(p == g for p, g in zip(pred, gold, strict=True)) / len(gold)
+    return 100 * acc, 100 * f1_pos(pred, gold)
+
+
+def schedule(optimizer: torch.optim.Optimizer, total: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def train(model: Any, train_data: Encoded, held: Encoded, settings: Settings, seed: int, pad_id: int) -> dict:
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    lengths = [len(x) for x in train_data.input_ids]
+    per_epoch = math.ceil(len(train_data) / settings.batch_size)
+    total = per_epoch * settings.epochs
+    sched = schedule(opt, total, max(1, round(settings.warmup_ratio * total)))
+    torch.manual_seed(20_000 + seed)  # dropout masks
+    acc, f1, losses = [], [], []
+    t0 = time.perf_counter()
+    for epoch in range(settings.epochs):
+        model.train()
+        running = 0.0
+        for idx in bucketed_order(lengths, settings.batch_size, seed * 1000 + epoch):
+            loss = model(**collate(train_data, idx, pad_id)).loss
+            loss.backward()
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            running += loss.item()
+        a, f = evaluate(model, held, pad_id)
+        acc.append(round(a, 4))
+        f1.append(round(f, 4))
+        losses.append(round(running / per_epoch, 5))
+    return {"accuracy": acc, "f1": f1, "train_loss": losses, "train_seconds": round(time.perf_counter() - t0, 2)}
+
+
+def run_one(
+    task: str, arm: str, seed: int, data_dir: str, settings: Settings, out_dir: str | Path, command: str = ""
+) -> dict:
+    """Train one arm with one seed; write and return its result record."""
+    torch.set_num_threads(settings.threads)
+    spec = ArmSpec.parse(arm)
+    train_rows, held_rows = splits(data_dir, task, settings)
+    torch.manual_seed(seed)  # the head's init differs per seed, and is the same in every arm
+    loaded = load_model("minilm", "seq-cls", num_labels=2)
+    tok, model = loaded.tokenizer, loaded.model
+    scoring = make_batches(
+        train_rows, tok, task="seq-cls", batch_size=8, num_batches=settings.scoring_batches,
+        max_length=settings.max_length, seed=seed, labels={0: 0, 1: 1},
+    )  # fmt: skip
+    head_params = sum(p.numel() for n in _head(model) for p in model.get_submodule(n).parameters())
+    peft_model, plan_seconds, ranks = build_arm(spec, model, scoring, seed)
+    train_data, held = encode(train_rows, tok, settings.max_length), encode(held_rows, tok, settings.max_length)
+    result = train(peft_model, train_data, held, settings, seed, tok.pad_token_id)
+    record = {
+        "task": task,
+        "arm": spec.label,
+        "name": spec.name,
+        "kind": kind_of(spec.name),
+        "seed": seed,
+        "split": "train-heldout" if settings.pilot else "validation",
+        "lora_params": lora_param_count(peft_model),
+        "head_params": head_params,
+        "plan_seconds": round(plan_seconds, 3),
+        **result,
+        "ranks": ranks,
+        "settings": asdict(settings),
+        "sizes": {"train": len(train_data), "eval": len(held)},
+        "command": command,
+    }
+    out = Path(out_dir) / f"{spec.label}-s{seed}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def _head(model: Any) -> list[str]:
+    from heterolora.search_space import head_modules
+
+    return head_modules(model)

@@ -1,0 +1,144 @@
+"""Merge per-run JSON files into quality-<task>.json, a Markdown table and a PNG plot."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from heterolora.bench.arms import arm_names
+
+
+def load_runs(runs_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(runs_dir.glob("*.json"))]
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(values), sd
+
+
+def merge_arms(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per arm: per-seed last-epoch and best-epoch accuracy/F1 (percent), in run order."""
+    by_arm: dict[str, list[dict[str, Any]]] = {}
+    order = {name: i for i, name in enumerate(arm_names())}
+    for run in sorted(runs, key=lambda r: (order.get(r["name"], len(order)), r["arm"], r["seed"])):
+        by_arm.setdefault(run["arm"], []).append(run)
+    arms = []
+    for label, group in by_arm.items():
+        best = [max(range(len(r["accuracy"])), key=lambda i, r=r: r["accuracy"][i]) for r in group]
+        arms.append(
+            {
+                "name": label,
+                "kind": group[0]["kind"],
+                "lora_params": sorted({r["lora_params"] for r in group}),
+                "head_params": group[0]["head_params"],
+                "seeds": [r["seed"] for r in group],
+                "accuracy": [r["accuracy"][-1] for r in group],
+                "f1": [r["f1"][-1] for r in group],
+                "accuracy_best": [r["accuracy"][i] for r, i in zip(group, best, strict=True)],
+                "f1_best": [r["f1"][i] for r, i in zip(group, best, strict=True)],
+                "best_epoch": [i + 1 for i in best],
+                "plan_seconds": round(statistics.fmean(r["plan_seconds"] for r in group), 3),
+                "train_seconds": round(statistics.fmean(r["train_seconds"] for r in group), 1),
+            }
+        )
+    for arm in arms:  # one number when every seed had the same budget (plans may differ per seed)
+        arm["lora_params"] = arm["lora_params"][0] if len(arm["lora_params"]) == 1 else arm["lora_params"]
+    return arms
+
+
+def stronger_baseline(arms: list[dict[str, Any]]) -> str | None:
+    base = [a for a in arms if a["name"] in ("uniform_qv_r8", "uniform_all")]
+    return max(base, key=lambda a: _mean_sd(a["accuracy"])[0])["name"] if base else None
+
+
+def build_report(task: str, runs: list[dict[str, Any]], command: str) -> dict[str, Any]:
+    arms = merge_arms(runs)
+    first = runs[0]
+    return {
+        "task": task,
+        "command": command,
+        "commands": sorted({r.get("command", "") for r in runs} - {""}),
+        "baseline": stronger_baseline(arms),
+        "epochs_reported": "last",
+        "units": "percent",
+        "split": first["split"],
+        "settings": first["settings"],
+        "sizes": first["sizes"],
+        "arms": arms,
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    base = next((a for a in report["arms"] if a["name"] == report["baseline"]), None)
+    ref = _mean_sd(base["accuracy"])[0] if base else float("nan")
+    s = report["settings"]
+    lines = [
+        f"# Quality benchmark: {report['task'].upper()} ({report['split']}, {report['sizes']['eval']} examples)",
+        "",
+        f"MiniLM-L6, {s['epochs']} epochs, batch {s['batch_size']}, lr {s['lr']}, max length {s['max_length']}. "
+        f"Accuracy and F1 in %, mean ± sd over seeds; 'last' = final epoch, 'best' = best epoch. "
+        f"Δ = last-epoch mean accuracy minus the stronger baseline ({report['baseline']}).",
+        "",
+        "| arm | kind | LoRA params | head params | seeds | acc last | acc best | F1 last | Δ acc | plan s | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for a in report["arms"]:
+        acc, acc_sd = _mean_sd(a["accuracy"])
+        best, best_sd = _mean_sd(a["accuracy_best"])
+        f1, f1_sd = _mean_sd(a["f1"])
+        params = a["lora_params"] if isinstance(a["lora_params"], int) else "/".join(map(str, a["lora_params"]))
+        lines.append(
+            f"| {a['name']} | {a['kind']} | {params} | {a['head_params']} | {len(a['seeds'])} "
+            f"| {acc:.2f} ± {acc_sd:.2f} | {best:.2f} ± {best_sd:.2f} | {f1:.2f} ± {f1_sd:.2f} "
+            f"| {acc - ref:+.2f} | {a['plan_seconds']:.1f} | {a['train_seconds']:.0f} |"
+        )
+    lines += ["", f"Command: `{report['command']}`", ""]
+    return "\n".join(lines)
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = report["arms"]
+    colors = {"baseline": "tab:gray", "heterolora": "tab:blue", "control": "tab:orange", "peer": "tab:green"}
+    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(arms) + 2), 4))
+    for i, a in enumerate(arms):
+        mean = _mean_sd(a["accuracy"])[0]
+        ax.bar(i, mean, color=colors.get(a["kind"], "tab:purple"), alpha=0.6)
+        ax.scatter([i] * len(a["accuracy"]), a["accuracy"], color="black", s=10, zorder=3)
+    base = next((a for a in arms if a["name"] == report["baseline"]), None)
+    if base:
+        ax.axhline(
+            _mean_sd(base["accuracy"])[0], color="red", lw=1, ls="--", label=f"{base['name']} (stronger baseline)"
+        )
+        ax.legend(loc="lower right", fontsize=8)
+    values = [v for a in arms for v in a["accuracy"]]
+    ax.set_ylim(min(values) - 3, max(values) + 2)
+    ax.set_xticks(range(len(arms)), [a["name"] for a in arms], rotation=40, ha="right", fontsize=8)
+    ax.set_ylabel("accuracy, last epoch (%)")
+    ax.set_title(f"{report['task'].upper()}: LoRA arms at an equal budget ({report['split']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(task: str, runs_dir: Path, out_dir: Path, prefix: str, command: str) -> list[Path] | None:
+    """Write <prefix>-<task>.{json,md,png} from the run files; None when there are none yet."""
+    runs = load_runs(runs_dir)
+    if not runs:
+        return None
+    report = build_report(task, runs, command)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{prefix}-{task}.{ext}" for ext in ("json", "md", "png")]
+    paths[0].write_text(json.dumps(report, indent=1) + "\n")
+    paths[1].write_text(markdown(report))
+    plot(report, paths[2])
+    return paths

@@ -1,0 +1,76 @@
+"""Quality benchmark pieces that need no model: batching, arm specs, merging, the report schema."""
+
+from __future__ import annotations
+
+import pytest
+
+from heterolora.bench.arms import ArmSpec, arm_names, kind_of
+from heterolora.bench.data import bucketed_order, holdout_split
+from heterolora.bench.quality import f1_pos
+from heterolora.bench.report import build_report, markdown
+
+
+def _run(arm: str, seed: int, acc: list[float], params: int = 82944) -> dict:
+    return {
+        "task": "mrpc", "arm": arm, "name": arm.split("__")[0], "kind": kind_of(arm), "seed": seed,
+        "split": "validation", "lora_params": params, "head_params": 148610, "plan_seconds": 1.0,
+        "accuracy": acc, "f1": [a + 10 for a in acc], "train_seconds": 100.0,
+        "settings": {"epochs": len(acc), "batch_size": 32, "lr": 1e-3, "max_length": 128},
+        "sizes": {"train": 3668, "eval": 408}, "command": "heterolora bench quality",
+    }  # fmt: skip
+
+
+def test_bucketed_order_covers_every_example_once_and_cuts_padding() -> None:
+    lengths = [(i * 37) % 100 + 5 for i in range(1000)]
+    batches = bucketed_order(lengths, 32, seed=3)
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    assert padded / sum(lengths) < 1.1  # random batches pad to about 1.6x here
+    assert bucketed_order(lengths, 32, seed=3) == batches
+    assert bucketed_order(lengths, 32, seed=4) != batches
+
+
+def test_holdout_split_is_disjoint_and_seeded() -> None:
+    rows = [{"text": str(i), "label": i % 2} for i in range(300)]
+    fit, held = holdout_split(rows)
+    assert (len(fit), len(held)) == (200, 100)
+    assert {r["text"] for r in fit}.isdisjoint(r["text"] for r in held)
+    assert holdout_split(rows)[1] == held
+
+
+def test_f1_of_the_positive_label() -> None:
+    assert f1_pos([1, 1, 0, 0], [1, 0, 1, 0]) == pytest.approx(0.5)
+    assert f1_pos([0, 0], [1, 0]) == 0.0
+
+
+def test_arm_spec_overrides_and_kinds() -> None:
+    spec = ArmSpec.parse("heterolora_rank_energy:normalize=layer/rank_set=1+2+4")
+    assert spec.config_options() == {"normalize": "layer", "rank_set": [1, 2, 4]}
+    assert spec.label == "heterolora_rank_energy__normalize-layer__rank_set-1+2+4"
+    assert [kind_of(n) for n in ("uniform_all", "heterolora_snip", "random", "eva")] == [
+        "baseline", "heterolora", "control", "peer"
+    ]  # fmt: skip
+    assert len(arm_names()) == 11
+    with pytest.raises(ValueError, match="unknown arm"):
+        ArmSpec.parse("lora_everywhere")
+
+
+def test_report_schema_last_and_best_epoch() -> None:
+    runs = [
+        _run("uniform_qv_r8", 0, [70.0, 72.0], params=73728),
+        _run("uniform_all", 0, [75.0, 74.0]),
+        _run("uniform_all", 1, [73.0, 76.0]),
+        _run("random", 0, [71.0, 71.5]),
+    ]
+    report = build_report("mrpc", runs, "heterolora bench quality")
+    assert set(report) >= {"task", "command", "baseline", "epochs_reported", "units", "arms"}
+    assert (report["baseline"], report["epochs_reported"], report["units"]) == ("uniform_all", "last", "percent")
+    arms = {a["name"]: a for a in report["arms"]}
+    assert [a["name"] for a in report["arms"]] == ["uniform_qv_r8", "uniform_all", "random"]
+    assert arms["uniform_all"]["accuracy"] == [74.0, 76.0]
+    assert arms["uniform_all"]["accuracy_best"] == [75.0, 76.0]
+    assert arms["uniform_all"]["best_epoch"] == [1, 2]
+    assert arms["uniform_qv_r8"]["lora_params"] == 73728
+    table = markdown(report)
+    assert "| uniform_all | baseline | 82944 | 148610 | 2 | 75.00 ± 1.41 |" in table
+    assert "| random | control | 82944 | 148610 | 1 | 71.50 ± 0.00 | 71.50 ± 0.00 | 81.50 ± 0.00 | -3.50 |" in table
