@@ -31,5 +31,11 @@ format: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q -ra
 
+# Fine-tuning quality (issue 5): arms a-f on MRPC and RTE, per-run files merged into
+# benchmarks/results/quality-<task>.{json,md,png}. QUALITY_ARGS narrows it, e.g. --task mrpc --seeds 0.
+GLUE ?= ../shared/data/glue
+bench-quality: $(STAMP)
+	$(BIN)/heterolora bench quality --data-dir $(GLUE) $(QUALITY_ARGS)
+
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache
