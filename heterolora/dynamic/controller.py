@@ -20,18 +20,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from heterolora.dynamic.config import DynamicConfig, FinalSelection
 from heterolora.dynamic.scoring import Batches, score_units
-from heterolora.dynamic.selection import check_budget, select
-from heterolora.dynamic.units import Unit, lora_units
+from heterolora.dynamic.selection import check_budget, score_keys, select
+from heterolora.dynamic.units import Unit, default_units
 from heterolora.errors import ConfigError, DataError, PlanError
 from heterolora.plans import Plan
 from heterolora.proxies import get_proxy
 
 STATE_FILE = "heterolora_dynamic.json"  # written next to each checkpoint
 STATE_FORMAT = "heterolora-dynamic/1"
+# Weights of units PEFT does not save with its adapter (shortcuts), next to the state file.
+UNITS_FILE = "heterolora_dynamic_units.safetensors"
 
 
 class DynamicController:
@@ -41,7 +44,7 @@ class DynamicController:
         model: the PEFT-wrapped model being trained (see `prepare_model`).
         scoring_batches: the fixed scoring set, the same batches at every reallocation (and, under
             DDP, in every process); with labels for proxies that need them.
-        units: toggleable units; defaults to every LoRA layer of the model.
+        units: toggleable units; defaults to every LoRA layer and switchable shortcut of the model.
         steps_per_epoch: optimizer steps per epoch; needed for a fractional `realloc_every`, and
             makes the schedule restart at each epoch (the authors' rule).
         model_id: recorded in the exported plan.
@@ -59,7 +62,7 @@ class DynamicController:
     ) -> None:
         self.model = model
         self.config = config or DynamicConfig()
-        self.units: list[Unit] = list(units) if units is not None else list(lora_units(model))
+        self.units: list[Unit] = list(units) if units is not None else default_units(model)
         self.batches = list(scoring_batches)
         self.steps_per_epoch = steps_per_epoch
         self.model_id = model_id
@@ -113,7 +116,7 @@ class DynamicController:
             if self.active is not None:
                 self.set_active(self.active)  # scoring switched everything on: undo that
             raise
-        chosen = agree(select(self.units, {n: (s,) for n, s in scores.items()}, self.config, len(self.history)))
+        chosen = agree(select(self.units, score_keys(self.units, scores, self.config), self.config, len(self.history)))
         self.set_active(chosen)
         self.history.append(
             {
@@ -169,16 +172,36 @@ class DynamicController:
             self.set_active(state["active"])
 
     def save(self, folder: str | Path) -> Path:
+        """Write the state file (and the weights of non-LoRA units) into `folder`."""
+        from safetensors.torch import save_file
+
         path = Path(folder) / STATE_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.state_dict(), indent=1) + "\n")
+        weights = self._unit_weights()
+        if weights:
+            save_file({k: p.detach().cpu().contiguous() for k, p in weights.items()}, path.parent / UNITS_FILE)
         return path
 
     def load(self, folder: str | Path) -> None:
+        """Restore what `save` wrote: mask, history, and the weights of non-LoRA units."""
+        from safetensors.torch import load_file
+
         path = Path(folder) / STATE_FILE
         if not path.is_file():
             raise PlanError(f"no {STATE_FILE} in {str(folder)!r}", field="checkpoint")
+        weights = self._unit_weights()
+        if weights:
+            saved = load_file(path.parent / UNITS_FILE) if (path.parent / UNITS_FILE).is_file() else {}
+            if set(saved) != set(weights):
+                raise PlanError(f"{UNITS_FILE} in {str(folder)!r} does not match the units", field="checkpoint")
+            with torch.no_grad():
+                for key, p in weights.items():
+                    p.copy_(saved[key])
         self.load_state_dict(json.loads(path.read_text()))
+
+    def _unit_weights(self) -> dict[str, nn.Parameter]:
+        return {f"{u.name}.{j}": p for u in self.units if u.kind != "lora" for j, p in enumerate(u.parameters())}
 
     # ---- export ------------------------------------------------------------------------
     def final_selection(self, final: FinalSelection | None = None) -> frozenset[str]:

@@ -19,20 +19,17 @@ TASKS = {"SEQ_CLS": "seq-cls", "CAUSAL_LM": "causal-lm"}
 def build_plan(ctl: DynamicController, chosen: frozenset[str], final: str) -> Plan:
     from heterolora.dynamic.scoring import inner_model
 
-    lora = [u for u in ctl.units if u.kind == "lora"]
-    if len(lora) != len(ctl.units):
-        raise ConfigError("exporting shortcut units is not supported by this plan export", field="mode")
     base = inner_model(ctl.model)
     peft_cfg = _peft_config(ctl.model)
     task = TASKS.get(str(getattr(peft_cfg.task_type, "value", peft_cfg.task_type)), "seq-cls")
     last = ctl.history[-1]["scores"]
     modules = []
-    for u in lora:
+    for u in ctl.units:  # LoRA units, then shortcut units
         c, rank = u.candidate, (u.rank if u.name in chosen else 0)
         modules.append(
             ModuleEntry(
                 name=u.name,
-                kind="lora",
+                kind="shortcut" if u.kind == "shortcut" else "lora",
                 type=u.type,
                 layer=u.layer,
                 rank=rank,
@@ -69,6 +66,7 @@ def build_plan(ctl: DynamicController, chosen: frozenset[str], final: str) -> Pl
             modules_to_save=head_modules(base) if task == "seq-cls" else None,
             task_type=next(k for k, v in TASKS.items() if v == task),
         ),
+        shortcuts=_shortcut_section(ctl, base, peft_cfg),
         timings={"realloc_total_s": round(sum(seconds), 4), "realloc_mean_s": round(sum(seconds) / len(seconds), 4)},
     )
 
@@ -81,6 +79,23 @@ def model_info(base: Any, model_id: str) -> ModelInfo:
         num_layers=len(find_layers(base)[1]),
         hidden_size=getattr(base.config, "hidden_size", None),
     )
+
+
+def _shortcut_section(ctl: DynamicController, base: Any, peft_cfg: Any) -> dict[str, Any] | None:
+    count = sum(u.kind == "shortcut" for u in ctl.units)
+    if not count:
+        return None
+    from heterolora.config import AllocationConfig
+    from heterolora.shortcuts import shortcut_section
+
+    mode = "separated" if ctl.config.mode == "separated" else "combined"
+    static = AllocationConfig(
+        shortcuts=True,
+        shortcut_mode=mode,
+        shortcut_share=ctl.config.shortcut_share,
+        use_rslora=bool(peft_cfg.use_rslora),
+    )
+    return shortcut_section(base, static, count)
 
 
 def _peft_config(model: Any) -> Any:

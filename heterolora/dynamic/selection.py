@@ -9,6 +9,10 @@ Budget per group:
 - active_params P: walk the ranking and take every unit that still fits, so the active parameters
   never exceed P (the same rule as top-k when all units are the same size).
 
+Combined mode ranks each score divided by its family's mean score, as the static planner
+(heterolora.shortcuts) does: gradient scales differ between a projection and a residual map, so raw
+scores (the authors' choice) would let scale alone decide the LoRA/shortcut mix.
+
 Ties are broken by allocation.tie_key on (seed, reallocation index, name): the same in every
 process and every run, but a fresh order at each reallocation, as the authors' re-drawn random
 permutation (so an all-tied proxy such as CONSTANT rotates the active set instead of freezing it).
@@ -19,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from heterolora.allocation import tie_key
+from heterolora.allocation import normalize, tie_key
 from heterolora.dynamic.config import DynamicConfig
 from heterolora.dynamic.units import Unit
 from heterolora.errors import BudgetError, ConfigError
@@ -57,6 +61,15 @@ def check_budget(units: Sequence[Unit], config: DynamicConfig) -> None:
             raise BudgetError(
                 f"active_params={limit} is below the smallest unit ({smallest} parameters)", field="active_params"
             )
+
+
+def score_keys(units: Sequence[Unit], scores: dict[str, float], config: DynamicConfig) -> dict[str, tuple[float]]:
+    """Ranking keys: the raw scores, or in combined mode the scores over their family's mean."""
+    if config.mode != "combined":
+        return {n: (s,) for n, s in scores.items()}
+    family = {u.name: u.kind for u in units}
+    normed = normalize({n: [s] for n, s in scores.items()}, family)
+    return {n: (v[0],) for n, v in normed.items()}
 
 
 def ranked(keys: dict[str, tuple[float, ...]], seed: int, index: int) -> list[str]:

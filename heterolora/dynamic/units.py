@@ -12,6 +12,7 @@ train after being switched back on.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -29,6 +30,7 @@ from heterolora.search_space import Candidate, discover, find_layers, head_modul
 class Unit(Protocol):
     """What dynamic re-allocation needs from a candidate."""
 
+    candidate: Candidate  # what the proxies score (name, type, layer, d_in, d_out)
     name: str
     kind: str  # "lora" or "shortcut"
     type: str
@@ -48,13 +50,10 @@ class Unit(Protocol):
 
 
 @dataclass
-class LoraUnit:
-    """One PEFT LoRA layer (adapter `adapter`) inside a transformer block."""
+class CandidateUnit(ABC):
+    """What every unit shares: identity from its candidate, size from its parameters."""
 
-    candidate: Candidate  # base-model name and dims, for proxies that score the base weight
-    module: Any = field(repr=False)  # peft.tuners.lora.LoraLayer
-    adapter: str = "default"
-    kind: str = "lora"
+    candidate: Candidate  # what the proxies score: base-model name, type, layer, dims
 
     @property
     def name(self) -> str:
@@ -69,16 +68,29 @@ class LoraUnit:
         return self.candidate.layer
 
     @property
+    def params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @abstractmethod
+    def parameters(self) -> list[nn.Parameter]:
+        """The unit's trainable factors."""
+
+
+@dataclass
+class LoraUnit(CandidateUnit):
+    """One PEFT LoRA layer (adapter `adapter`) inside a transformer block."""
+
+    module: Any = field(default=None, repr=False)  # peft.tuners.lora.LoraLayer
+    adapter: str = "default"
+    kind: str = "lora"
+
+    @property
     def rank(self) -> int:
         return int(self.module.r[self.adapter])
 
     @property
     def alpha(self) -> float:
         return float(self.module.lora_alpha[self.adapter])
-
-    @property
-    def params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
     @property
     def enabled(self) -> bool:
@@ -119,6 +131,13 @@ def lora_units(peft_model: nn.Module, adapter: str = "default") -> list[LoraUnit
     return units
 
 
+def default_units(model: nn.Module) -> list[Unit]:
+    """Every LoRA layer, then every switchable shortcut attached by `prepare_model(shortcuts=True)`."""
+    from heterolora.dynamic.shortcut_units import shortcut_units
+
+    return [*lora_units(model), *shortcut_units(model)]
+
+
 def prepare_model(
     model: nn.Module,
     *,
@@ -129,19 +148,45 @@ def prepare_model(
     layers: list[int] | None = None,
     plan: Plan | None = None,
     dropout: float = 0.0,
+    shortcuts: bool = False,
+    shortcut_rank: int | None = None,
 ) -> Any:
     """Wrap `model` with LoRA on every candidate (all at `rank`, or at a plan's ranks).
 
     Args:
-        alpha: lora_alpha; defaults to 2 * rank (alpha 16 at rank 8, as the authors).
+        alpha: lora_alpha (and shortcut alpha); defaults to 2 * rank (16 at rank 8, as the authors).
         task: seq-cls keeps the task head trainable (modules_to_save), causal-lm does not.
-        types, layers: restrict the candidates, as in AllocationConfig.
+        types, layers: restrict the LoRA candidates, as in AllocationConfig.
         plan: allocate every module the plan adapts, at its rank, instead of a uniform rank.
+        shortcuts: also attach a switchable shortcut at every shortcut site (modes combined and
+            separated), at `shortcut_rank` (default `rank`).
     """
     if plan is not None:
         from heterolora.apply import apply_plan
 
-        return apply_plan(model, plan, lora_dropout=dropout)
+        if shortcuts and any(m.rank for m in plan.shortcut_modules):
+            raise ConfigError("with shortcuts=True, pass a plan without shortcut entries", field="plan")
+        peft_model = apply_plan(model, plan, lora_dropout=dropout)
+    else:
+        peft_model = _wrap_uniform(model, rank, alpha, task, types, layers, dropout)
+    if shortcuts:
+        from heterolora.dynamic.shortcut_units import attach_all_shortcuts
+
+        r = shortcut_rank or rank
+        # After PEFT, which freezes every parameter it does not own; new shortcut factors train.
+        attach_all_shortcuts(peft_model.get_base_model(), r, float(alpha if alpha is not None else 2 * r))
+    return peft_model
+
+
+def _wrap_uniform(
+    model: nn.Module,
+    rank: int,
+    alpha: float | None,
+    task: str,
+    types: list[str] | None,
+    layers: list[int] | None,
+    dropout: float,
+) -> Any:
     if task not in TASK_TYPES:
         raise ConfigError(f"task {task!r}: choose from {sorted(TASK_TYPES)}", field="task")
     from peft import LoraConfig, get_peft_model

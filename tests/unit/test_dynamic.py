@@ -13,7 +13,7 @@ from conftest import random_batches, tiny_model
 from heterolora.dynamic import DynamicConfig, DynamicController, Unit, lora_units, prepare_model
 from heterolora.dynamic.selection import groups, select
 from heterolora.errors import BudgetError, ConfigError, DataError, PlanError
-from heterolora.search_space import discover
+from heterolora.search_space import Candidate, discover
 
 
 @dataclass
@@ -42,6 +42,10 @@ class FakeUnit:
 
     def parameters(self) -> list:
         return []
+
+    @property
+    def candidate(self) -> Candidate:
+        return Candidate(self.name, self.type, self.layer, 16, 16)
 
 
 def _wrapped(seed: int = 0, rank: int = 4):
