@@ -12,7 +12,7 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from heterolora.schemas import AllocateRequest
 from service.errors import Unavailable
-from service.jobs import JobQueue, RunState
+from service.jobs import JobQueue, RunState, internal_error
 from service.settings import Settings
 from service.store import RedisStore, safe_url
 from worker.app import QUEUE_GPU, TASK_ALLOCATE, JobError, make_celery
@@ -42,7 +42,7 @@ def failure(exc: Any) -> dict[str, Any]:
         return {"code": exc.code, "message": exc.message, "field": exc.field}
     if isinstance(exc, SoftTimeLimitExceeded | TimeLimitExceeded):
         return {"code": "timeout", "message": f"the job ran past its time limit ({exc})"}
-    return {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+    return internal_error(exc)
 
 
 class CeleryJobQueue(JobQueue):

@@ -10,7 +10,7 @@ from typing import Any
 
 from heterolora.errors import HeteroLoraError
 from heterolora.schemas import AllocateRequest
-from service.jobs import JobQueue, RunState, now
+from service.jobs import JobQueue, RunState, internal_error, now
 from service.settings import Settings
 from service.store import MemoryStore
 from worker.app import cancel_key, job_key
@@ -65,8 +65,7 @@ class EmbeddedJobQueue(JobQueue):
         except HeteroLoraError as exc:
             run = RunState("failed", 0.0, "failed", started, now(), error=exc.to_dict())
         except Exception as exc:  # a bug must end the job, not the worker thread
-            error = {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}".splitlines()[0]}
-            run = RunState("failed", 0.0, "failed", started, now(), error=error)
+            run = RunState("failed", 0.0, "failed", started, now(), error=internal_error(exc))
         else:
             run = RunState("succeeded", 1.0, "done", started, now(), plan=plan.model_dump(mode="json"))
         self._record(job_id, run)

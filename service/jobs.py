@@ -29,6 +29,11 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def internal_error(exc: BaseException) -> dict[str, str]:
+    """An unexpected failure as clients see it: type and first line, no traceback."""
+    return {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+
+
 def request_key(fingerprint: str) -> str:
     return f"heterolora:request:{fingerprint}"
 

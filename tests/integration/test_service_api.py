@@ -57,6 +57,7 @@ def test_tiny_model_happy_path(stack: Stack, http: httpx.Client) -> None:
     assert times == sorted(times)
 
 
+@pytest.mark.slow
 def test_minilm_happy_path(stack: Stack, http: httpx.Client) -> None:
     req = body(stack, model_id="minilm", budget={"like": {"r": 8, "types": ["q", "v"]}}, num_batches=4)
     job_id = http.post("/allocate", json=req).json()["job_id"]
@@ -214,6 +215,7 @@ def test_unexpected_error_in_job_is_reported(stack: Stack, http: httpx.Client) -
     assert job["error"]["message"]
 
 
+@pytest.mark.slow
 def test_cancel_queued_and_running_jobs(stack: Stack, http: httpx.Client) -> None:
     slow = body(stack, model_id="minilm", samples=builtin_sample()[:64], num_batches=16, seed=7)
     running = http.post("/allocate", json=slow).json()["job_id"]
