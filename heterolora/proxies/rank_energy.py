@@ -18,7 +18,15 @@ def rank_energy(ctx: ProxyContext) -> Scores:
     top = max(ctx.ranks)
     curves = {}
     for name, g in ctx.weight_grads().items():
-        sigma = torch.linalg.svdvals(g.double())[:top]  # (min(d_out, d_in),) descending
-        energy = torch.cumsum(sigma**2, 0)
-        curves[name] = [float(energy[min(r, len(energy)) - 1].sqrt()) for r in ctx.ranks]
+        sq = torch.linalg.eigvalsh(_gram(g)).flip(0).clamp(min=0)[:top]  # σ_k², descending
+        energy = torch.cumsum(sq, 0)
+        at = [min(r, len(energy)) - 1 for r in ctx.ranks]
+        curves[name] = energy[at].sqrt().tolist()  # one device sync per site
     return curves
+
+
+def _gram(g: torch.Tensor) -> torch.Tensor:
+    """G Gᵀ or GᵀG in float64, whichever is smaller: its eigenvalues are G's σ². About twice as fast
+    as svdvals on CPU (measured in docs/performance.md) and equal to it within 1e-14 relative."""
+    g = g.double()
+    return g @ g.T if g.shape[0] <= g.shape[1] else g.T @ g
