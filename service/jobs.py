@@ -80,15 +80,21 @@ class JobQueue(ABC):
     def submit(self, request: AllocateRequest, key: str | None = None) -> JobStatus:
         """The job for `request`: the running or finished one for an identical request, else a new one."""
         fingerprint = request.fingerprint()
-        if key:
-            owner = self.store.get(idempotency_key(key))
-            if owner:
-                found = self._owned(owner, fingerprint)
-                if found is not None:
-                    return found
+        owner = self.store.get(idempotency_key(key)) if key else None
+        if owner:
+            found = self._owned(owner, fingerprint)
+            if found is not None:
+                return found
         job_id = self._job_for(fingerprint, request)
-        if key and not self.store.put(idempotency_key(key), f"{job_id} {fingerprint}", only_new=True):
-            return self.submit(request, key)  # a concurrent call claimed the key first: use its job
+        if key:
+            value = f"{job_id} {fingerprint}"
+            # Take the key if it is free, or if it still names the job that expired just now.
+            if owner:
+                claimed = self.store.swap(idempotency_key(key), owner, value)
+            else:
+                claimed = self.store.put(idempotency_key(key), value, only_new=True)
+            if not claimed:
+                return self.submit(request, key)  # a concurrent call claimed the key first: use its job
         return self.get(job_id)
 
     def status(self, job_id: str) -> JobStatus | None:

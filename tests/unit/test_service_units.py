@@ -166,3 +166,12 @@ def test_service_never_imports_worker_tasks_or_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
+
+def test_task_retries_only_transient_errors() -> None:
+    from worker.tasks import TRANSIENT_ERRORS, allocate
+
+    assert allocate.name == "heterolora.allocate" and allocate.throws == (JobError,)
+    assert allocate.autoretry_for == TRANSIENT_ERRORS and allocate.max_retries == 3
+    for error in (JobError, ConfigError, BudgetError, ModelNotAllowedError, ValueError, KeyError):
+        assert not issubclass(error, TRANSIENT_ERRORS), error

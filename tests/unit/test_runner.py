@@ -1,0 +1,37 @@
+"""heterolora.runner: the LRU model cache, and a cached second run giving the same plan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from heterolora.data import builtin_sample
+from heterolora.runner import ModelCache, run_request
+from heterolora.schemas import AllocateRequest
+
+
+def test_lru_order_and_counts() -> None:
+    cache = ModelCache(size=2)
+    models: dict[str, Any] = {name: object() for name in "abc"}
+    keys = {name: (name, "seq-cls", 2, None, "cpu") for name in "abc"}
+    cache.put(keys["a"], models["a"])
+    cache.put(keys["b"], models["b"])
+    assert cache.get(keys["a"]) is models["a"]  # a is now the most recent
+    cache.put(keys["c"], models["c"])  # evicts b
+    assert cache.get(keys["b"]) is None and len(cache) == 2
+    assert (cache.hits, cache.misses) == (1, 1)
+    cache.discard(keys["a"])
+    assert cache.get(keys["a"]) is None
+
+
+def test_second_plan_reuses_the_loaded_model() -> None:
+    request = AllocateRequest(
+        model_id="minilm", samples=builtin_sample()[:8], budget={"trainable_params": 50_000}, num_batches=1
+    )
+    cache = ModelCache(size=1)
+    phases: list[str] = []
+    first = run_request(request, cache=cache, device="cpu", progress=lambda f, p: phases.append(p))
+    second = run_request(request, cache=cache, device="cpu")
+    assert (cache.hits, cache.misses) == (1, 1)
+    assert list(cache._items) == [("minilm", "seq-cls", 2, None, "cpu")]
+    assert second.fingerprint() == first.fingerprint()  # scoring left the cached model unchanged
+    assert phases == ["loading model", "scoring", "scoring 1/1", "allocating", "done"]
