@@ -38,11 +38,20 @@ def prepare(
         task=config.task,
         batch_size=config.batch_size,
         num_batches=config.num_batches,
-        max_length=config.max_length,
+        max_length=_token_limit(loaded, config.max_length),
         seed=config.seed,
         labels=labels,
     )
     return loaded, batches
+
+
+def _token_limit(loaded: LoadedModel, requested: int) -> int:
+    """The requested length, capped by the model's position table (else long inputs crash it)."""
+    cfg = loaded.model.config
+    positions = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+    if positions and getattr(cfg, "model_type", "") in ("roberta", "xlm-roberta"):
+        positions -= 2  # these reserve padding_idx + 1 positions
+    return min(requested, positions) if positions else requested
 
 
 def plan(

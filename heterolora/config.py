@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from heterolora.errors import ConfigError
+from heterolora.errors import BudgetError, ConfigError
 
 # Canonical site types. Architectures map their own module names onto these.
 LORA_TYPES = ("q", "k", "v", "o", "qkv", "gate", "up", "down")
@@ -81,7 +81,7 @@ def parse_budget(value: Budget | dict | None) -> Budget:
     if isinstance(value, ParamsBudget | LikeBudget | FractionBudget):
         return value
     if not isinstance(value, dict):
-        raise ConfigError("budget must be an object", field="budget")
+        raise BudgetError("budget must be an object", field="budget")
     for cls in (ParamsBudget, LikeBudget, FractionBudget):
         keys = set(cls.model_fields)
         required = {k for k, f in cls.model_fields.items() if f.is_required()}
@@ -89,8 +89,8 @@ def parse_budget(value: Budget | dict | None) -> Budget:
             try:
                 return cls.model_validate(value)
             except Exception as exc:  # pydantic ValidationError -> our error naming the field
-                raise ConfigError(f"invalid budget: {_first_error(exc)}", field="budget") from exc
-    raise ConfigError(
+                raise BudgetError(f"invalid budget: {_first_error(exc)}", field="budget") from exc
+    raise BudgetError(
         "budget must be one of {'trainable_params': N}, {'like': {'r': 8, 'types': ['q','v']}} "
         "or {'fraction': 0.25, 'rank': 8}",
         field="budget",
