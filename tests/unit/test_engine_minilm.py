@@ -54,3 +54,19 @@ def test_string_labels_infer_the_number_of_classes() -> None:
     rows = [{"text": f"sentence {i}", "label": ["pos", "neg", "neutral"][i % 3]} for i in range(12)]
     plan = heterolora.plan("minilm", rows, device="cpu", **FAST)
     assert plan.budget.used > 0
+
+
+def test_long_inputs_are_cut_at_the_models_position_table(minilm) -> None:
+    from conftest import tiny_model
+
+    from heterolora.api import prepare
+    from heterolora.loading import LoadedModel
+
+    tiny = LoadedModel(tiny_model("bert"), minilm[0].tokenizer, "tiny", None)  # 64 positions
+    rows = [{"text": "word " * 300, "label": i % 2} for i in range(4)]
+    _, batches = prepare("tiny", rows, AllocationConfig(max_length=512), loaded=tiny)
+    assert batches[0]["input_ids"].shape[1] == 64
+    for b in batches:  # the tiny model's vocabulary has 128 ids
+        b["input_ids"] = b["input_ids"] % 128
+    plan = compute_plan(tiny.model, batches, AllocationConfig(budget={"trainable_params": 2000}))
+    assert plan.budget.used > 0
