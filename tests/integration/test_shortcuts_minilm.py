@@ -61,7 +61,9 @@ def trained(minilm, tmp_path_factory):
     plan = compute_plan(loaded.model, batches[:2], AllocationConfig(shortcuts=True, num_batches=2))
     fresh = copy.deepcopy(loaded.model)
     model = apply_plan(copy.deepcopy(loaded.model), plan)
-    _, train = prepare("minilm", builtin_sample(), AllocationConfig(num_batches=16), loaded=loaded)
+    _, train = prepare(
+        "minilm", builtin_sample(), AllocationConfig(num_batches=8, batch_size=4, max_length=48), loaded=loaded
+    )
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     loss0 = _mean_loss(model, train)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -80,7 +82,7 @@ def test_shortcut_plan_trains_only_planned_parameters(trained) -> None:
     plan, model, fresh, before, (loss0, loss1), _, _ = trained
     enabled = [m for m in plan.shortcut_modules if m.rank > 0]
     assert enabled and {m.type for m in plan.shortcut_modules} == set(SHORTCUT_TYPES)
-    assert loss1 < 0.8 * loss0, (loss0, loss1)
+    assert loss1 < loss0 - 0.05, (loss0, loss1)
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     head = sum(p.numel() for n in head_modules(fresh) for p in fresh.get_submodule(n).parameters())
     assert head == 384 * 2 + 2 + 384 * 384 + 384  # classifier + BERT pooler (modules_to_save)
@@ -93,7 +95,7 @@ def test_shortcut_plan_trains_only_planned_parameters(trained) -> None:
 
 
 def test_trained_adapter_round_trips_to_identical_logits(trained) -> None:
-    plan, model, fresh, _, _, train, folder = trained
+    _, model, fresh, _, _, train, folder = trained
     model.eval()
     want = _logits(model, train[0])
     loaded = load_adapted(copy.deepcopy(fresh), save_adapted(model, folder))
@@ -108,9 +110,9 @@ def test_cli_plan_with_shortcuts(tmp_path) -> None:
     args = ["plan", "--shortcuts", "--proxy", "constant", "--num-batches", "1", "--device", "cpu", "-o", str(out)]
     combined = CliRunner().invoke(main, args)
     assert combined.exit_code == 0, combined.output
-    header = combined.output.splitlines()[0].split()
-    assert header[-4:] == list(SHORTCUT_TYPES)
-    assert "-" in combined.output.splitlines()[1].split()  # layer 0 has no shortcut_ffn
+    lines = combined.stdout.splitlines()
+    assert lines[0].split()[-4:] == list(SHORTCUT_TYPES) and len(lines) == 1 + 6 + 1
+    assert lines[1].split()[-1] == "-" and lines[2].split()[-1] != "-"  # no shortcut_ffn in layer 0
     separated = CliRunner().invoke(main, [*args, "--shortcut-mode", "separated", "--shortcut-share", "0.25"])
     assert separated.exit_code == 0, separated.output
     data = json.loads(out.read_text())
