@@ -176,6 +176,14 @@ def test_routes_add_into_the_residual_stream_pre_ln() -> None:
     # FFN input f = stream after attention = layer output - MLP output (all terms but +0.5 are 0)
     assert torch.allclose(spies["residual2"].seen, outs[0] - mlp_out[0], atol=1e-6)
     assert torch.allclose(outs[1] - outs[0], torch.full_like(outs[0], 0.5), atol=1e-6)
+    # an attention-side term joins the stream that enters the FFN (the input of its LayerNorm)
+    remove_shortcuts(model)
+    ffn_in: list[torch.Tensor] = []
+    layer.post_attention_layernorm.register_forward_pre_hook(lambda m, a: ffn_in.append(a[0].clone()))
+    _logits(model, _inputs())
+    install(model, find_layout(model), {1: {"residual1": _Spy(0.5)}})
+    _logits(model, _inputs())
+    assert torch.allclose(ffn_in[1] - ffn_in[0], torch.full_like(ffn_in[0], 0.5), atol=1e-6)
 
 
 # ---- scoring ---------------------------------------------------------------------------------
