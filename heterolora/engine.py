@@ -19,7 +19,14 @@ from heterolora.plans import BudgetInfo, ModelInfo, ModuleEntry, Plan, build_pef
 from heterolora.proxies import get_proxy
 from heterolora.proxies.context import Progress, ProxyContext, batch_loss
 from heterolora.search_space import Candidate, discover, find_layers, head_modules
-from heterolora.shortcuts import choose_ranks, reference_weight, scoring_probes, shortcut_candidates, shortcut_section
+from heterolora.shortcuts import (
+    check_family_budgets,
+    choose_ranks,
+    reference_weight,
+    scoring_probes,
+    shortcut_candidates,
+    shortcut_section,
+)
 
 TASK_TYPES = {"seq-cls": "SEQ_CLS", "causal-lm": "CAUSAL_LM"}
 
@@ -126,6 +133,8 @@ def compute_plan(
                 f"budget of {limit} parameters is below the cheapest module (rank {ranks[0]} costs {cheapest})",
                 field="budget",
             )
+        if sc_sites and config.shortcut_mode == "separated":
+            check_family_budgets(sites, sc_sites, ranks, limit, config)
     progress(0.0, "scoring")
     t1 = time.perf_counter()
     ctx = ProxyContext(

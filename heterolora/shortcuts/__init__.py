@@ -18,6 +18,7 @@ from heterolora.shortcuts.hooks import (
 from heterolora.shortcuts.layout import Layout, find_layout
 from heterolora.shortcuts.modules import LowRankShortcut, ShortcutProbe
 from heterolora.shortcuts.planning import (
+    check_family_budgets,
     choose_ranks,
     is_shortcut,
     reference_weight,
@@ -34,6 +35,7 @@ __all__ = [
     "ShortcutProbe",
     "ShortcutRouter",
     "attach_shortcuts",
+    "check_family_budgets",
     "check_plan_layout",
     "choose_ranks",
     "find_layout",

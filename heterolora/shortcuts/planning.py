@@ -109,31 +109,37 @@ def choose_ranks(
             chosen = select_top({c.name: curves[c.name][-1] for c in sites}, counts[family], config.seed)
             out |= {c.name: (budget.rank if c.name in chosen else 0) for c in sites}
         return out
-    share = math.floor(config.shortcut_share * limit)
-    return _allocate_family("lora", lora, curves, ranks, limit - share, config) | _allocate_family(
-        "shortcut", shortcuts, curves, ranks, share, config
+    limits = check_family_budgets(lora, shortcuts, ranks, limit, config)
+    return _allocate(lora, curves, ranks, limits["lora"], config) | _allocate(
+        shortcuts, curves, ranks, limits["shortcut"], config
     )
+
+
+def check_family_budgets(
+    lora: list[Candidate], shortcuts: list[Candidate], ranks: list[int], limit: int, config: AllocationConfig
+) -> dict[str, int]:
+    """Separated mode with a parameter budget: each family's limit, or BudgetError when a share
+    cannot pay for its cheapest module (cheap, so the engine calls it before scoring)."""
+    share = math.floor(config.shortcut_share * limit)
+    limits = {"lora": limit - share, "shortcut": share}
+    for family, sites in (("lora", lora), ("shortcut", shortcuts)):
+        cheapest = min(c.cost_per_rank for c in sites) * ranks[0]
+        if limits[family] < cheapest:
+            raise BudgetError(
+                f"separated mode: the {family} share of the budget ({limits[family]} parameters) is below its "
+                f"cheapest module (rank {ranks[0]} costs {cheapest}); raise the budget or change shortcut_share",
+                field="shortcut_share",
+            )
+    return limits
 
 
 def _fraction_count(n: int, fraction: float) -> int:
     return max(1, math.floor(fraction * n))
 
 
-def _allocate_family(
-    family: str,
-    sites: list[Candidate],
-    curves: dict[str, list[float]],
-    ranks: list[int],
-    limit: int,
-    config: AllocationConfig,
+def _allocate(
+    sites: list[Candidate], curves: dict[str, list[float]], ranks: list[int], limit: int, config: AllocationConfig
 ) -> dict[str, int]:
-    cheapest = min(c.cost_per_rank for c in sites) * ranks[0]
-    if limit < cheapest:
-        raise BudgetError(
-            f"separated mode: the {family} share of the budget ({limit} parameters) is below its cheapest "
-            f"module (rank {ranks[0]} costs {cheapest}); raise the budget or change shortcut_share",
-            field="shortcut_share",
-        )
     items = [Item(c.name, c.cost_per_rank, curves[c.name]) for c in sites]
     return allocate_ranks(items, ranks, limit, config.seed)
 

@@ -265,6 +265,14 @@ def test_separated_gives_each_family_its_share() -> None:
         choose_ranks(lora, short, curves, [2, 4], 60, cfg)  # 24 < one rank-2 shortcut (40)
 
 
+def test_a_share_too_small_fails_before_scoring() -> None:
+    phases: list[str] = []
+    cfg = AllocationConfig(shortcuts=True, shortcut_mode="separated", shortcut_share=0.04, **SMALL)
+    with pytest.raises(BudgetError, match="shortcut share of the budget \\(120 parameters\\)") as err:
+        compute_plan(tiny_model("gpt2"), random_batches(2), cfg, progress=lambda f, msg: phases.append(msg))
+    assert err.value.field == "shortcut_share" and phases == []  # 0.04 * 3000 < 2 * 2 * 32
+
+
 # ---- plans, apply, save and load -------------------------------------------------------------
 def test_plan_entries_budget_and_section() -> None:
     model = tiny_model("bert")
