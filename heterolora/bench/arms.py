@@ -1,6 +1,6 @@
 """The arms of the quality benchmark: how each one turns a fresh MiniLM into a PeftModel.
 
-Every arm trains the same head (BERT pooler + classifier, as PEFT `modules_to_save`) and has the
+Every arm trains the same head (mean pooling + classifier, PEFT `modules_to_save`) and has the
 LoRA budget of uniform rank 2 on all six linear types (`BUDGET`), except the q,v default (its own
 r=8 count), the paper's fraction mode (25 % of sites at rank 8) and EVA (same rank units).
 """

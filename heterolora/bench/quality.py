@@ -19,6 +19,7 @@ from heterolora.apply import lora_param_count
 from heterolora.bench.arms import ArmSpec, build_arm, kind_of
 from heterolora.bench.data import Encoded, bucketed_order, collate, encode, eval_batches, holdout_split, load_rows
 from heterolora.bench.data import subset as take
+from heterolora.bench.head import MeanPoolClassifier
 from heterolora.data import make_batches
 from heterolora.loading import load_model
 
@@ -27,7 +28,7 @@ from heterolora.loading import load_model
 class Settings:
     """One schedule for every arm."""
 
-    epochs: int = 2
+    epochs: int = 1  # what a shared 2-core CPU affords for every arm and seed; see docs/quality.md
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.01
@@ -37,6 +38,7 @@ class Settings:
     train_limit: int | None = None  # quick mode: a tiny subset
     eval_limit: int | None = None
     pilot: bool = False  # train on 2/3 of train, evaluate on the other 1/3 (never on validation)
+    head: str = "mean"  # "mean": masked mean pooling + classifier; "pooler": BERT pooler + classifier
     threads: int = 1
 
 
@@ -115,6 +117,8 @@ def run_one(
     torch.manual_seed(seed)  # the head's init differs per seed, and is the same in every arm
     loaded = load_model("minilm", "seq-cls", num_labels=2)
     tok, model = loaded.tokenizer, loaded.model
+    if settings.head == "mean":
+        model = MeanPoolClassifier(model)
     scoring = make_batches(
         train_rows, tok, task="seq-cls", batch_size=8, num_batches=settings.scoring_batches,
         max_length=settings.max_length, seed=seed, labels={0: 0, 1: 1},

@@ -13,7 +13,7 @@ from heterolora.bench.report import build_report, markdown
 def _run(arm: str, seed: int, acc: list[float], params: int = 82944) -> dict:
     return {
         "task": "mrpc", "arm": arm, "name": arm.split("__")[0], "kind": kind_of(arm), "seed": seed,
-        "split": "validation", "lora_params": params, "head_params": 148610, "plan_seconds": 1.0,
+        "split": "validation", "lora_params": params, "head_params": 770, "plan_seconds": 1.0,
         "accuracy": acc, "f1": [a + 10 for a in acc], "train_seconds": 100.0,
         "settings": {"epochs": len(acc), "batch_size": 32, "lr": 1e-3, "max_length": 128},
         "sizes": {"train": 3668, "eval": 408}, "command": "heterolora bench quality",
@@ -72,5 +72,5 @@ def test_report_schema_last_and_best_epoch() -> None:
     assert arms["uniform_all"]["best_epoch"] == [1, 2]
     assert arms["uniform_qv_r8"]["lora_params"] == 73728
     table = markdown(report)
-    assert "| uniform_all | baseline | 82944 | 148610 | 2 | 75.00 ± 1.41 |" in table
-    assert "| random | control | 82944 | 148610 | 1 | 71.50 ± 0.00 | 71.50 ± 0.00 | 81.50 ± 0.00 | -3.50 |" in table
+    assert "| uniform_all | baseline | 82944 | 770 | 2 | 75.00 ± 1.41 |" in table
+    assert "| random | control | 82944 | 770 | 1 | 71.50 ± 0.00 | 71.50 ± 0.00 | 81.50 ± 0.00 | -3.50 |" in table
