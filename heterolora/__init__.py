@@ -16,12 +16,16 @@ from heterolora.plans import Plan as Plan
 if TYPE_CHECKING:
     from heterolora.api import plan as plan
     from heterolora.apply import apply_plan as apply_plan
+    from heterolora.apply import load_adapted as load_adapted
+    from heterolora.apply import save_adapted as save_adapted
     from heterolora.engine import compute_plan as compute_plan
 
 _LAZY = {
     "plan": "heterolora.api",
     "compute_plan": "heterolora.engine",
     "apply_plan": "heterolora.apply",
+    "save_adapted": "heterolora.apply",
+    "load_adapted": "heterolora.apply",
 }
 
 
@@ -33,4 +37,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'heterolora' has no attribute {name!r}")
 
 
-__all__ = ["AllocationConfig", "HeteroLoraError", "Plan", "__version__", "apply_plan", "compute_plan", "plan"]
+__all__ = [
+    "AllocationConfig",
+    "HeteroLoraError",
+    "Plan",
+    "__version__",
+    "apply_plan",
+    "compute_plan",
+    "load_adapted",
+    "plan",
+    "save_adapted",
+]

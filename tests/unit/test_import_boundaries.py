@@ -33,3 +33,11 @@ def test_never_trust_remote_code() -> None:
     for top in ("heterolora", "service", "worker", "benchmarks"):
         for path in (ROOT / top).rglob("*.py"):
             assert flag not in path.read_text().replace(" ", ""), path
+
+
+def test_public_surface() -> None:
+    import heterolora
+
+    assert heterolora.__all__ == sorted(heterolora.__all__)
+    for name in heterolora.__all__:
+        assert getattr(heterolora, name) is not None
