@@ -37,5 +37,10 @@ GLUE ?= ../shared/data/glue
 bench-quality: $(STAMP)
 	$(BIN)/heterolora bench quality --data-dir $(GLUE) $(QUALITY_ARGS)
 
+# Performance (issue 7): ratios measured side by side in one run -> benchmarks/results/perf.{json,md}
+# (about 12 minutes on two CPU cores). PERF_ARGS narrows it, e.g. --sections overhead,eva.
+bench-perf: $(STAMP)
+	$(BIN)/python -m benchmarks.perf --data $(GLUE)/mrpc/train.tsv --out benchmarks/results $(PERF_ARGS)
+
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache
