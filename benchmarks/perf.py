@@ -23,7 +23,7 @@ import torch
 
 from benchmarks import perf_engine as engine
 from benchmarks.perf_report import judge, markdown
-from benchmarks.perf_timing import machine, rounded
+from benchmarks.perf_timing import CLOCK, machine, rounded
 from benchmarks.perf_workloads import Spec, load
 
 SECTIONS = ("overhead", "eva", "scaling", "memory", "service")
@@ -57,7 +57,7 @@ FULL = Plan(
     eva_rounds=2,
     memory_rounds=2,
     scaling_rounds=2,
-    service={"rounds": 2, "requests": 200, "jobs": 10, "num_batches": 16},
+    service={"rounds": 3, "requests": 200, "jobs": 10, "num_batches": 16},
 )
 TINY = Spec(model="llama", num_batches=4, batch_size=4, seq_len=16, layers=2, hidden=32)
 QUICK = Plan(
@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "make_target": "make bench-perf",
         "mode": plan.mode,
         "machine": machine(),
+        "engine_clock": CLOCK,
         "settings": {"work": plan.work.to_dict(), "memory": plan.memory.to_dict(), "scaling": plan.scaling.to_dict()},
         "wall_s": rounded(time.perf_counter() - start, 1),
         **results,

@@ -50,7 +50,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"Machine: {results['machine']['platform']}, torch {results['machine']['torch']}, "
         f"{results['machine']['torch_threads']} torch thread(s), {results['machine']['cpu_count']} CPUs, "
         f"GPU: {results['machine']['cuda'] or 'none'}  ",
-        f"Mode: {results['mode']}; methods in docs/performance.md.",
+        f"Mode: {results['mode']}; engine sections timed by {results['engine_clock']}; methods in docs/performance.md.",
         "",
         "| key | value | target | met |",
         "|---|---|---|---|",

@@ -2,6 +2,10 @@
 
 Every figure in perf.json is a ratio of two things measured in the same process, in alternation
 (A, B, A, B, ...), so that load from other processes on a shared machine hits both sides alike.
+
+The engine sections run on the CPU with torch on one thread and read the process's CPU time: on
+a shared machine wall time also counts the time spent waiting for a core, CPU time counts the work.
+(A GPU run would need wall time after torch.cuda.synchronize(); no GPU was lent to this project.)
 """
 
 from __future__ import annotations
@@ -16,13 +20,15 @@ from collections.abc import Callable
 
 import torch
 
+CLOCK = "process CPU time (torch on 1 thread)"
+
 
 def timed(fn: Callable[[], object]) -> float:
-    """Wall time of one call, in seconds, after a garbage collection (so no variant pays another's)."""
+    """CPU seconds of one call, after a garbage collection (no variant pays another's)."""
     gc.collect()
-    start = time.perf_counter()
+    start = time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def interleave(variants: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
