@@ -20,7 +20,7 @@ PROXY_NAMES = ("constant", "grad_norm", "snip", "synflow", "alpha_test", "rank_e
 # with it); tests/unit/test_schemas.py checks it against the registry's `needs_labels`.
 LABEL_PROXIES = frozenset({"grad_norm", "snip", "alpha_test", "rank_energy"})
 TASKS = ("seq-cls", "causal-lm")
-DEFAULT_RANK_SET = (2, 4, 8, 16, 32, 64)
+DEFAULT_RANK_SET = (1, 2, 4, 8, 16, 32, 64)  # rank 1 lets a tight budget differ from uniform r=2 (docs/quality.md)
 
 Task = Literal["seq-cls", "causal-lm"]
 ProxyName = Literal["constant", "grad_norm", "snip", "synflow", "alpha_test", "rank_energy"]
@@ -110,7 +110,7 @@ class AllocationConfig(_Strict):
     """Everything that decides a plan, apart from the model and the data."""
 
     task: Task = Field(default="seq-cls", description="seq-cls (sequence classification) or causal-lm.")
-    proxy: ProxyName = Field(default="grad_norm", description="Zero-cost proxy that scores candidates.")
+    proxy: ProxyName = Field(default="rank_energy", description="Zero-cost proxy that scores candidates.")
     budget: Annotated[Budget, Field(description="One of the three budget forms.")] = Field(
         default_factory=lambda: LikeBudget(like=UniformSpec(r=8, types=["q", "v"]))
     )
@@ -127,7 +127,7 @@ class AllocationConfig(_Strict):
     alpha_ratio: float = Field(default=2.0, gt=0, description="lora_alpha / r, kept constant per module.")
     use_rslora: bool = Field(default=False, description="rsLoRA scaling alpha/sqrt(r) with one alpha.")
     normalize: Literal["none", "layer", "type"] = Field(
-        default="none", description="Divide scores by their layer's or type's mean before allocating."
+        default="layer", description="Divide scores by their layer's or type's mean before allocating."
     )
     head_warmup_steps: int = Field(
         default=0, ge=0, le=1000, description="Train only the task head this many steps before scoring."
