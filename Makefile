@@ -38,7 +38,7 @@ bench-quality: $(STAMP)
 	$(BIN)/heterolora bench quality --data-dir $(GLUE) $(QUALITY_ARGS)
 
 # Performance (issue 7): ratios measured side by side in one run -> benchmarks/results/perf.{json,md}
-# (about 12 minutes on two CPU cores). PERF_ARGS narrows it, e.g. --sections overhead,eva.
+# (about 9 minutes on two CPU cores). PERF_ARGS narrows it, e.g. --sections overhead,eva.
 bench-perf: $(STAMP)
 	$(BIN)/python -m benchmarks.perf --data $(GLUE)/mrpc/train.tsv --out benchmarks/results $(PERF_ARGS)
 
