@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ def build_report(task: str, runs: list[dict[str, Any]], command: str) -> dict[st
         "units": "percent",
         "split": first["split"],
         "settings": first["settings"],
+        "settings_vary": any(r["settings"] != first["settings"] for r in runs),
         "sizes": first["sizes"],
         "arms": arms,
     }
@@ -77,10 +79,13 @@ def markdown(report: dict[str, Any]) -> str:
     base = next((a for a in report["arms"] if a["name"] == report["baseline"]), None)
     ref = _mean_sd(base["accuracy"])[0] if base else float("nan")
     s = report["settings"]
+    schedule = f"{s['epochs']} epochs, batch {s['batch_size']}, lr {s['lr']}, max length {s['max_length']}"
+    if report.get("settings_vary"):
+        schedule = "schedule and head as in each arm's name"
     lines = [
         f"# Quality benchmark: {report['task'].upper()} ({report['split']}, {report['sizes']['eval']} examples)",
         "",
-        f"MiniLM-L6, {s['epochs']} epochs, batch {s['batch_size']}, lr {s['lr']}, max length {s['max_length']}. "
+        f"MiniLM-L6, {schedule}. "
         f"Accuracy and F1 in %, mean ± sd over seeds; 'last' = final epoch, 'best' = best epoch. "
         f"Δ = last-epoch mean accuracy minus the stronger baseline ({report['baseline']}).",
         "",
@@ -91,11 +96,12 @@ def markdown(report: dict[str, Any]) -> str:
         acc, acc_sd = _mean_sd(a["accuracy"])
         best, best_sd = _mean_sd(a["accuracy_best"])
         f1, f1_sd = _mean_sd(a["f1"])
+        delta = "–" if math.isnan(ref) else f"{acc - ref:+.2f}"
         params = a["lora_params"] if isinstance(a["lora_params"], int) else "/".join(map(str, a["lora_params"]))
         lines.append(
             f"| {a['name']} | {a['kind']} | {params} | {a['head_params']} | {len(a['seeds'])} "
             f"| {acc:.2f} ± {acc_sd:.2f} | {best:.2f} ± {best_sd:.2f} | {f1:.2f} ± {f1_sd:.2f} "
-            f"| {acc - ref:+.2f} | {a['plan_seconds']:.1f} | {a['train_seconds']:.0f} |"
+            f"| {delta} | {a['plan_seconds']:.1f} | {a['train_seconds']:.0f} |"
         )
     lines += ["", f"Command: `{report['command']}`", ""]
     return "\n".join(lines)
