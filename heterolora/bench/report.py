@@ -8,6 +8,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from heterolora.architectures import site_type
+from heterolora.bench.arms import ALL_TYPES as TYPES
 from heterolora.bench.arms import arm_names
 
 
@@ -45,11 +47,21 @@ def merge_arms(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "best_epoch": [i + 1 for i in best],
                 "plan_seconds": round(statistics.fmean(r["plan_seconds"] for r in group), 3),
                 "train_seconds": round(statistics.fmean(r["train_seconds"] for r in group), 1),
+                "rank_by_type": rank_by_type(group[0].get("ranks", {})),
             }
         )
     for arm in arms:  # one number when every seed had the same budget (plans may differ per seed)
         arm["lora_params"] = arm["lora_params"][0] if len(arm["lora_params"]) == 1 else arm["lora_params"]
     return arms
+
+
+def rank_by_type(ranks: dict[str, int]) -> dict[str, int]:
+    """Sum of ranks per site type over the layers, e.g. {"q": 12, "v": 24, ...}."""
+    out = dict.fromkeys(TYPES, 0)
+    for name, rank in ranks.items():
+        kind = site_type(name.split(".", 4)[-1]) or "other"
+        out[kind] = out.get(kind, 0) + rank
+    return out
 
 
 def stronger_baseline(arms: list[dict[str, Any]]) -> str | None:
@@ -89,8 +101,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"Accuracy and F1 in %, mean ± sd over seeds; 'last' = final epoch, 'best' = best epoch. "
         f"Δ = last-epoch mean accuracy minus the stronger baseline ({report['baseline']}).",
         "",
-        "| arm | kind | LoRA params | head params | seeds | acc last | acc best | F1 last | Δ acc | plan s | train s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| arm | kind | LoRA params | head params | seeds | acc last | acc best | F1 last | Δ acc | plan s | train s "
+        f"| Σ rank {'/'.join(TYPES)} (seed {report['arms'][0]['seeds'][0]}) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for a in report["arms"]:
         acc, acc_sd = _mean_sd(a["accuracy"])
@@ -101,7 +114,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {a['name']} | {a['kind']} | {params} | {a['head_params']} | {len(a['seeds'])} "
             f"| {acc:.2f} ± {acc_sd:.2f} | {best:.2f} ± {best_sd:.2f} | {f1:.2f} ± {f1_sd:.2f} "
-            f"| {delta} | {a['plan_seconds']:.1f} | {a['train_seconds']:.0f} |"
+            f"| {delta} | {a['plan_seconds']:.1f} | {a['train_seconds']:.0f} "
+            f"| {'/'.join(str(a['rank_by_type'].get(t, 0)) for t in TYPES)} |"
         )
     lines += ["", f"Command: `{report['command']}`", ""]
     return "\n".join(lines)

@@ -7,7 +7,7 @@ import pytest
 from heterolora.bench.arms import ArmSpec, arm_names, kind_of
 from heterolora.bench.data import bucketed_order, holdout_split
 from heterolora.bench.quality import f1_pos
-from heterolora.bench.report import build_report, markdown
+from heterolora.bench.report import build_report, markdown, rank_by_type
 
 
 def _run(arm: str, seed: int, acc: list[float], params: int = 82944) -> dict:
@@ -74,3 +74,14 @@ def test_report_schema_last_and_best_epoch() -> None:
     table = markdown(report)
     assert "| uniform_all | baseline | 82944 | 770 | 2 | 75.00 ± 1.41 |" in table
     assert "| random | control | 82944 | 770 | 1 | 71.50 ± 0.00 | 71.50 ± 0.00 | 81.50 ± 0.00 | -3.50 |" in table
+
+
+def test_rank_by_type_sums_over_layers() -> None:
+    ranks = {
+        "bert.encoder.layer.0.attention.self.query": 2,
+        "bert.encoder.layer.1.attention.self.query": 1,
+        "bert.encoder.layer.0.attention.output.dense": 4,
+        "bert.encoder.layer.5.intermediate.dense": 8,
+        "bert.encoder.layer.5.output.dense": 2,
+    }
+    assert rank_by_type(ranks) == {"q": 3, "k": 0, "v": 0, "o": 4, "up": 8, "down": 2}
