@@ -105,6 +105,7 @@ def run(plan: Plan, sections: tuple[str, ...]) -> dict[str, Any]:
         svc = service_sections(plan.mode == "quick", plan.work.data, **plan.service)
         details |= {"cache": svc["cache"], "cached_post": svc["cached_post"], "new_job": svc["new_job"]}
         results["cache_ratio"] = svc["cache"]["ratio"]
+        results["rebudget_cache_ratio"] = svc["cache"]["rebudget_ratio"]
         results["cached_post_p50_ms"] = svc["cached_post"]["p50_ms"]
         results["cached_post_p99_ms"] = svc["cached_post"]["p99_ms"]
         results["new_job_overhead_ms"] = svc["new_job"]["overhead_ms"]

@@ -10,6 +10,7 @@ TARGETS: dict[str, tuple[str, Callable[[float], bool] | None]] = {
     "proxy_overhead_ratio": ("<= 1.2 (gradient proxies)", lambda v: v <= 1.2),
     "memory_ratio": ("<= 1.3", lambda v: v <= 1.3),
     "cache_ratio": ("<= 0.3", lambda v: v <= 0.3),
+    "rebudget_cache_ratio": ("(reported; same request, new budget)", None),
     "cached_post_p50_ms": ("<= 20", lambda v: v <= 20),
     "cached_post_p99_ms": ("(reported)", None),
     "new_job_overhead_ms": ("<= 100", lambda v: v <= 100),

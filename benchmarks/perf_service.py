@@ -72,18 +72,25 @@ def run_job(http: httpx.Client, body: dict[str, Any], wait: float = 0) -> tuple[
     return elapsed, job
 
 
+REBUDGET = {"like": {"r": 4, "types": ["q", "v"]}}
+
+
 def cache_ratio(http: httpx.Client, model: Any, evict: Any, rounds: int) -> dict[str, Any]:
     """With a cache of one model, a job on `evict` makes the next `model` job a miss; the one after
     it a hit. The very first job also pays the worker's first imports (reported apart)."""
     cold, _ = run_job(http, model(10_000))
-    jobs: dict[str, list[dict[str, float]]] = {"miss": [], "hit": []}
+    jobs: dict[str, list[dict[str, float]]] = {"miss": [], "hit": [], "rebudget": []}
     for i in range(rounds):
         run_job(http, evict(20_000 + i))
         jobs["miss"].append(job_times(*run_job(http, model(2 * i))))
         jobs["hit"].append(job_times(*run_job(http, model(2 * i + 1))))
+        # The miss's request with another budget: the worker reuses its scores and only allocates.
+        jobs["rebudget"].append(job_times(*run_job(http, model(2 * i) | {"budget": REBUDGET})))
     ms = {kind: _medians(rows) for kind, rows in jobs.items()}
     return {
         "ratio": rounded(ms["hit"]["e2e_ms"] / ms["miss"]["e2e_ms"]),
+        "rebudget_ratio": rounded(ms["rebudget"]["e2e_ms"] / ms["miss"]["e2e_ms"]),
+        "rebudget_ms": ms["rebudget"],
         "miss_ms": ms["miss"],
         "hit_ms": ms["hit"],
         "first_job_fresh_worker_ms": rounded(1000 * cold, 1),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import torch
@@ -89,6 +91,105 @@ def warmed_up_head(model: nn.Module, batches: list[dict], steps: int, seed: int)
             p.grad = None
 
 
+@dataclass
+class SiteScores:
+    """A proxy's raw output for one model, sample and scoring setup. Allocation is cheap next to
+    scoring, so one SiteScores serves any number of budgets (see `score_key`)."""
+
+    sites: list[Candidate]  # LoRA candidates
+    shortcut_sites: list[Candidate]
+    raw: dict[str, float] | dict[str, list[float]]  # per name: a score, or a value curve over `ranks`
+    ranks: list[int]
+    batches: int
+    scoring_s: float
+
+
+def score_key(config: AllocationConfig) -> str:
+    """The options that change raw scores; plans that agree on them can share one SiteScores."""
+    fields = {"task", "proxy", "seed", "num_batches", "batch_size", "max_length", "head_warmup_steps"}
+    fields |= {"types", "layers", "shortcuts"}
+    return json.dumps([config.model_dump(include=fields), _scoring_ranks(config)], sort_keys=True)
+
+
+def _scoring_ranks(config: AllocationConfig) -> list[int]:
+    budget = config.budget
+    return [budget.rank] if isinstance(budget, FractionBudget) else config.effective_ranks()
+
+
+def check_budget(model: nn.Module, config: AllocationConfig) -> int:
+    """Resolve the budget to a parameter limit and reject impossible ones before any scoring."""
+    sites = discover(model, config.types, config.layers)
+    limit = resolve_limit(config, discover(model))
+    total = sum(p.numel() for p in model.parameters())
+    if limit >= total:
+        raise BudgetError(f"budget of {limit} parameters is not below the model's total of {total}", field="budget")
+    if isinstance(config.budget, FractionBudget):
+        return limit
+    ranks = _scoring_ranks(config)
+    cheapest = min(c.cost_per_rank for c in sites) * ranks[0]
+    if limit < cheapest:
+        raise BudgetError(
+            f"budget of {limit} parameters is below the cheapest module (rank {ranks[0]} costs {cheapest})",
+            field="budget",
+        )
+    if config.shortcuts and config.shortcut_mode == "separated":
+        check_family_budgets(sites, shortcut_candidates(model, config.layers), ranks, limit, config)
+    return limit
+
+
+def score_sites(
+    model: nn.Module, batches: list[dict[str, torch.Tensor]], config: AllocationConfig, progress: Progress
+) -> SiteScores:
+    """Run the configured proxy over every candidate site (and shortcut site)."""
+    spec = get_proxy(config.proxy)
+    if spec.needs_data and not batches:
+        raise DataError("no scoring batches", field="samples")
+    if spec.needs_labels and any("labels" not in b for b in batches):
+        raise DataError(f"proxy {config.proxy!r} needs labelled samples", field="samples")
+    sites = discover(model, config.types, config.layers)
+    sc_sites = shortcut_candidates(model, config.layers) if config.shortcuts else []
+    ranks = _scoring_ranks(config)
+    start = time.perf_counter()
+    ctx = ProxyContext(
+        model=model,
+        batches=batches,
+        candidates=sites + sc_sites,
+        ranks=ranks,
+        seed=config.seed,
+        progress=progress,
+        reference_weight=reference_weight if sc_sites else None,
+    )
+    # Shortcut sites exist only while scoring, as zero probes (see heterolora/shortcuts/modules.py).
+    with warmed_up_head(model, batches, config.head_warmup_steps, config.seed), scoring_probes(model, sc_sites):
+        raw = spec.fn(ctx)
+    scores = [v[-1] if isinstance(v, list) else v for v in raw.values()]
+    if not all(math.isfinite(x) for x in scores):
+        raise DataError(f"proxy {config.proxy!r} produced non-finite scores on this sample", field="proxy")
+    return SiteScores(sites, sc_sites, raw, ranks, len(batches), time.perf_counter() - start)
+
+
+def choose(scored: SiteScores, config: AllocationConfig, limit: int) -> dict[str, int]:
+    """Ranks per candidate name from the scores: the allocation rule (docs/allocation.md)."""
+    ranks, candidates = scored.ranks, scored.sites + scored.shortcut_sites
+    curves = {n: (list(v) if isinstance(v, list) else scalar_curve(v, ranks)) for n, v in scored.raw.items()}
+    if config.normalize != "none":
+        groups = {c.name: str(c.layer if config.normalize == "layer" else c.type) for c in candidates}
+        curves = normalize(curves, groups)
+    if scored.shortcut_sites:
+        return choose_ranks(scored.sites, scored.shortcut_sites, curves, ranks, limit, config)
+    if isinstance(config.budget, FractionBudget):
+        count = max(1, math.floor(config.budget.fraction * len(scored.sites)))
+        chosen = select_top({n: c[-1] for n, c in curves.items()}, count, config.seed)
+        return {c.name: (ranks[0] if c.name in chosen else 0) for c in scored.sites}
+    items = [Item(c.name, c.cost_per_rank, curves[c.name]) for c in scored.sites]
+    return allocate_ranks(items, ranks, limit, config.seed)
+
+
+def scoring_share(progress: Progress) -> Progress:
+    """Scoring reports 0..1; in a whole plan it spans 5 % to 95 %."""
+    return lambda f, msg: progress(0.05 + 0.9 * f, msg)
+
+
 def compute_plan(
     model: nn.Module,
     batches: list[dict[str, torch.Tensor]],
@@ -97,6 +198,7 @@ def compute_plan(
     model_id: str = "model",
     revision: str | None = None,
     progress: Progress | None = None,
+    scored: SiteScores | None = None,
 ) -> Plan:
     """Plan heterogeneous LoRA ranks for `model` from scoring `batches` (already tokenised).
 
@@ -105,76 +207,21 @@ def compute_plan(
         batches: dicts of tensors the model accepts; with `labels` for proxies that need them.
         config: proxy, budget and allocation options.
         progress: called with (fraction 0..1, phase) while planning.
+        scored: scores from an earlier call with the same `score_key`, to skip scoring.
     """
     config = config or AllocationConfig()
     progress = progress or _quiet
     t0 = time.perf_counter()
-    spec = get_proxy(config.proxy)
-    if spec.needs_data and not batches:
-        raise DataError("no scoring batches", field="samples")
-    if spec.needs_labels and any("labels" not in b for b in batches):
-        raise DataError(f"proxy {config.proxy!r} needs labelled samples", field="samples")
-    all_sites = discover(model)
-    sites = discover(model, config.types, config.layers)
-    sc_sites = shortcut_candidates(model, config.layers) if config.shortcuts else []
-    candidates = sites + sc_sites
-    ranks = config.effective_ranks()
-    fraction = config.budget if isinstance(config.budget, FractionBudget) else None
-    if fraction is not None:
-        ranks = [fraction.rank]
-    limit = resolve_limit(config, all_sites)
-    total = sum(p.numel() for p in model.parameters())
-    if limit >= total:
-        raise BudgetError(f"budget of {limit} parameters is not below the model's total of {total}", field="budget")
-    if fraction is None:
-        cheapest = min(c.cost_per_rank for c in sites) * ranks[0]
-        if limit < cheapest:  # fail before the expensive part
-            raise BudgetError(
-                f"budget of {limit} parameters is below the cheapest module (rank {ranks[0]} costs {cheapest})",
-                field="budget",
-            )
-        if sc_sites and config.shortcut_mode == "separated":
-            check_family_budgets(sites, sc_sites, ranks, limit, config)
-    progress(0.0, "scoring")
-    t1 = time.perf_counter()
-    ctx = ProxyContext(
-        model=model,
-        batches=batches,
-        candidates=candidates,
-        ranks=ranks,
-        seed=config.seed,
-        progress=lambda f, msg: progress(0.05 + 0.9 * f, msg),
-        reference_weight=reference_weight if sc_sites else None,
-    )
-    # Shortcut sites exist only while scoring, as zero probes (see heterolora/shortcuts/modules.py).
-    with warmed_up_head(model, batches, config.head_warmup_steps, config.seed), scoring_probes(model, sc_sites):
-        raw = spec.fn(ctx)
-    t2 = time.perf_counter()
+    limit = check_budget(model, config)
+    if scored is None:
+        progress(0.0, "scoring")
+        scored = score_sites(model, batches, config, scoring_share(progress))
     progress(0.95, "allocating")
-
-    curves = {n: (list(v) if isinstance(v, list) else scalar_curve(v, ranks)) for n, v in raw.items()}
+    rank_of = choose(scored, config, limit)
+    raw = scored.raw
     scores = {n: (v[-1] if isinstance(v, list) else float(v)) for n, v in raw.items()}
-    if not all(math.isfinite(s) for s in scores.values()):
-        raise DataError(f"proxy {config.proxy!r} produced non-finite scores on this sample", field="proxy")
-    if config.normalize != "none":
-        groups = {c.name: str(c.layer if config.normalize == "layer" else c.type) for c in candidates}
-        curves = normalize(curves, groups)
-
-    if sc_sites:
-        rank_of = choose_ranks(sites, sc_sites, curves, ranks, limit, config)
-    elif fraction is not None:
-        count = max(1, math.floor(fraction.fraction * len(sites)))
-        keys = {n: c[-1] for n, c in curves.items()}
-        chosen = select_top(keys, count, config.seed)
-        rank_of = {c.name: (fraction.rank if c.name in chosen else 0) for c in sites}
-    else:
-        items = [Item(c.name, c.cost_per_rank, curves[c.name]) for c in sites]
-        rank_of = allocate_ranks(items, ranks, limit, config.seed)
-
-    modules = [_entry(c, rank_of[c.name], scores[c.name], config) for c in candidates]
+    modules = [_entry(c, rank_of[c.name], scores[c.name], config) for c in scored.sites + scored.shortcut_sites]
     used = sum(m.params for m in modules)
-    if fraction is not None:
-        limit = used
     plan = Plan(
         heterolora_version=__version__,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -189,19 +236,24 @@ def compute_plan(
         task=config.task,
         proxy=config.proxy,
         seed=config.seed,
-        budget=BudgetInfo(kind=budget_kind(config.budget), request=config.budget.model_dump(), limit=limit, used=used),
+        budget=BudgetInfo(
+            kind=budget_kind(config.budget),
+            request=config.budget.model_dump(),
+            limit=used if isinstance(config.budget, FractionBudget) else limit,
+            used=used,
+        ),
         alpha_mode="rslora" if config.use_rslora else "constant_ratio",
-        settings=config.model_dump(exclude={"task", "proxy", "seed", "budget"}) | {"batches": len(batches)},
+        settings=config.model_dump(exclude={"task", "proxy", "seed", "budget"}) | {"batches": scored.batches},
         modules=modules,
         peft=build_peft_kwargs(
             modules,
             use_rslora=config.use_rslora,
-            fan_in_fan_out=any(c.conv1d for c in sites),
+            fan_in_fan_out=any(c.conv1d for c in scored.sites),
             modules_to_save=head_modules(model) if config.task == "seq-cls" else None,
             task_type=TASK_TYPES[config.task],
         ),
-        shortcuts=shortcut_section(model, config, len(sc_sites)) if sc_sites else None,
-        timings={"scoring_s": round(t2 - t1, 4), "total_s": round(time.perf_counter() - t0, 4)},
+        shortcuts=shortcut_section(model, config, len(scored.shortcut_sites)) if scored.shortcut_sites else None,
+        timings={"scoring_s": round(scored.scoring_s, 4), "total_s": round(time.perf_counter() - t0, 4)},
     )
     progress(1.0, "done")
     return plan

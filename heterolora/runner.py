@@ -3,6 +3,8 @@ Shared by the Celery worker and the service's embedded mode, so both behave the 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -10,7 +12,7 @@ from typing import Any
 
 from heterolora.api import prepare
 from heterolora.data import label_map, normalize_samples, num_labels_of
-from heterolora.engine import compute_plan
+from heterolora.engine import SiteScores, check_budget, compute_plan, score_key, score_sites, scoring_share
 from heterolora.errors import HeteroLoraError
 from heterolora.loading import LoadedModel, default_device
 from heterolora.plans import Plan
@@ -28,11 +30,16 @@ class JobCancelled(Exception):
 
 class ModelCache:
     """Least-recently-used loaded models, keyed by (model id, task, num_labels, dtype, device).
-    A second plan on the same model skips loading; the engine restores weights after scoring."""
+    A second plan on the same model skips loading; the engine restores weights after scoring.
+    It also keeps the last proxy scores per model, so a plan that differs from an earlier one
+    only in its budget or allocation options skips scoring too."""
+
+    SCORES_PER_MODEL = 8
 
     def __init__(self, size: int = 2) -> None:
         self.size = size
         self._items: OrderedDict[CacheKey, LoadedModel] = OrderedDict()
+        self._scores: dict[CacheKey, OrderedDict[str, SiteScores]] = {}
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -52,11 +59,25 @@ class ModelCache:
             self._items[key] = loaded
             self._items.move_to_end(key)
             while len(self._items) > self.size:
-                self._items.popitem(last=False)
+                old, _ = self._items.popitem(last=False)
+                self._scores.pop(old, None)
 
     def discard(self, key: CacheKey) -> None:
         with self._lock:
             self._items.pop(key, None)
+            self._scores.pop(key, None)
+
+    def scores(self, key: CacheKey, score_id: str) -> SiteScores | None:
+        with self._lock:
+            return self._scores.get(key, {}).get(score_id)
+
+    def put_scores(self, key: CacheKey, score_id: str, scored: SiteScores) -> None:
+        with self._lock:
+            if key in self._items:
+                entries = self._scores.setdefault(key, OrderedDict())
+                entries[score_id] = scored
+                while len(entries) > self.SCORES_PER_MODEL:
+                    entries.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -89,14 +110,24 @@ def run_request(
     loaded, batches = prepare(request.model_id, rows, config, device=device, dtype=dtype, loaded=cached)
     if cached is None:
         cache.put(key, loaded)
+    # Same model, revision, sample and scoring options: reuse the scores, only allocate again.
+    score_id = hashlib.sha256(json.dumps([loaded.revision, rows, score_key(config)]).encode()).hexdigest()
+    scaled = _scaled(report)
     try:
+        scored = cache.scores(key, score_id)
+        if scored is None:
+            check_budget(loaded.model, config)  # reject impossible budgets before the expensive part
+            scaled(0.0, "scoring")
+            scored = score_sites(loaded.model, batches, config, scoring_share(scaled))
+            cache.put_scores(key, score_id, scored)
         return compute_plan(
             loaded.model,
             batches,
             config,
             model_id=request.model_id,
             revision=loaded.revision,
-            progress=_scaled(report),
+            progress=scaled,
+            scored=scored,
         )
     except HeteroLoraError:
         raise  # rejected input: raised before the model was touched

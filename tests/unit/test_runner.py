@@ -30,8 +30,27 @@ def test_second_plan_reuses_the_loaded_model() -> None:
     cache = ModelCache(size=1)
     phases: list[str] = []
     first = run_request(request, cache=cache, device="cpu", progress=lambda f, p: phases.append(p))
+    cache._scores.clear()  # score again on the cached model
     second = run_request(request, cache=cache, device="cpu")
     assert (cache.hits, cache.misses) == (1, 1)
     assert list(cache._items) == [("minilm", "seq-cls", 2, None, "cpu")]
     assert second.fingerprint() == first.fingerprint()  # scoring left the cached model unchanged
     assert phases == ["loading model", "scoring", "scoring 1/1", "allocating", "done"]
+
+
+def test_a_new_budget_reuses_the_scores() -> None:
+    base = {"model_id": "minilm", "samples": builtin_sample()[:16], "num_batches": 2}
+    cache = ModelCache(size=1)
+    run_request(AllocateRequest(**base, budget={"trainable_params": 50_000}), cache=cache, device="cpu")
+    phases: list[str] = []
+    bigger = AllocateRequest(**base, budget={"trainable_params": 120_000}, normalize="type")
+    reused = run_request(bigger, cache=cache, device="cpu", progress=lambda f, p: phases.append(p))
+    assert phases == ["loading model", "allocating", "done"]  # no scoring pass ran
+    cache._scores.clear()
+    fresh = run_request(bigger, cache=cache, device="cpu")
+    assert reused.fingerprint() == fresh.fingerprint()
+    assert 0.95 * 120_000 <= reused.budget.used <= 120_000
+    other_seed = run_request(
+        AllocateRequest(**base, budget={"trainable_params": 120_000}, seed=1), cache=cache, device="cpu"
+    )
+    assert [m.score for m in other_seed.modules] != [m.score for m in fresh.modules]
