@@ -29,9 +29,7 @@ def prepare(
     needs_labels = config.task == "seq-cls" and get_proxy(config.proxy).needs_labels
     labels = label_map(rows, required=needs_labels) if config.task == "seq-cls" else {}
     if loaded is None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)  # the new task head's init is the same on every load
-            loaded = load_model(model_id, config.task, num_labels=num_labels_of(labels), dtype=dtype, device=device)
+        loaded = load_model(model_id, config.task, num_labels=num_labels_of(labels), dtype=dtype, device=device)
     batches = make_batches(
         rows,
         loaded.tokenizer,

@@ -92,22 +92,25 @@ def load_model(
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialised head" warnings are expected here
     hf_logging.disable_progress_bar()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **{k: v for k, v in kwargs.items() if k != "dtype"})
-        if task == "causal-lm":
-            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-        else:
-            # A checkpoint with another label count gets a fresh head instead of a size error.
-            model = AutoModelForSequenceClassification.from_pretrained(
-                source, num_labels=num_labels, ignore_mismatched_sizes=True, **kwargs
-            )
-    except (OSError, ValueError) as exc:
-        raise ModelNotFoundError(
-            f"cannot load model {model_id!r}: {str(exc).splitlines()[0]}", field="model_id"
-        ) from exc
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        hf_logging.enable_progress_bar()
+    # A new task head is initialised from torch's RNG: seed it so every load (CLI, worker cache,
+    # preload) gives the same head and therefore the same plan.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, **{k: v for k, v in kwargs.items() if k != "dtype"})
+            if task == "causal-lm":
+                model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+            else:
+                # A checkpoint with another label count gets a fresh head instead of a size error.
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    source, num_labels=num_labels, ignore_mismatched_sizes=True, **kwargs
+                )
+        except (OSError, ValueError) as exc:
+            message = f"cannot load model {model_id!r}: {str(exc).splitlines()[0]}"
+            raise ModelNotFoundError(message, field="model_id") from exc
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            hf_logging.enable_progress_bar()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     if getattr(model.config, "pad_token_id", None) is None:

@@ -14,7 +14,7 @@ from heterolora.api import prepare
 from heterolora.data import label_map, normalize_samples, num_labels_of
 from heterolora.engine import SiteScores, check_budget, compute_plan, score_key, score_sites, scoring_share
 from heterolora.errors import HeteroLoraError
-from heterolora.loading import LoadedModel, default_device
+from heterolora.loading import LoadedModel, default_device, load_model
 from heterolora.plans import Plan
 from heterolora.proxies import get_proxy
 from heterolora.proxies.context import Progress
@@ -89,6 +89,15 @@ def cache_key(request: AllocateRequest, rows: list[dict[str, Any]], dtype: str |
         needs = get_proxy(request.proxy).needs_labels
         num_labels = num_labels_of(label_map(rows, required=needs))
     return (request.model_id, request.task, num_labels, dtype, device)
+
+
+def preload(cache: ModelCache, model_ids: list[str], *, device: str | None = None, dtype: str | None = None) -> None:
+    """Load models into the cache before the first job (as for a 2-label seq-cls request), so the
+    first plan on a fresh worker skips the import and load time."""
+    device = device or default_device()
+    for model_id in model_ids:
+        loaded = load_model(model_id, "seq-cls", num_labels=2, dtype=dtype, device=device)
+        cache.put((model_id, "seq-cls", 2, dtype, device), loaded)
 
 
 def run_request(

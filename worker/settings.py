@@ -25,6 +25,9 @@ class WorkerSettings(BaseSettings):
     )
     result_ttl_s: int = Field(default=WEEK_S, gt=0, description="How long results and job records are kept.")
     max_retries: int = Field(default=3, ge=0, le=10, description="Retries for transient errors only.")
+    preload_models: str = Field(
+        default="", description="Comma-separated model ids loaded into the cache when a worker process starts."
+    )
 
     @model_validator(mode="after")
     def _limits_ordered(self) -> WorkerSettings:

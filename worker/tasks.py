@@ -8,12 +8,16 @@ from typing import Any
 
 import redis
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from celery.signals import worker_process_init
+from celery.utils.log import get_task_logger
 
 from heterolora.errors import HeteroLoraError
-from heterolora.runner import JobCancelled, ModelCache, run_request
+from heterolora.runner import JobCancelled, ModelCache, preload, run_request
 from heterolora.schemas import AllocateRequest
 from worker.app import TASK_ALLOCATE, JobError, cancel_key, celery_app
 from worker.settings import get_worker_settings
+
+log = get_task_logger(__name__)
 
 # Worth another try on the same input; bad input (HeteroLoraError) never is.
 TRANSIENT_ERRORS = (ConnectionError, TimeoutError, redis.ConnectionError, redis.TimeoutError)
@@ -22,6 +26,17 @@ TRANSIENT_ERRORS = (ConnectionError, TimeoutError, redis.ConnectionError, redis.
 @lru_cache(maxsize=1)
 def model_cache() -> ModelCache:
     return ModelCache(get_worker_settings().model_cache_size)
+
+
+@worker_process_init.connect
+def _preload_models(**_: Any) -> None:
+    """Warm the cache of a new worker process (prefork pool) with HETEROLORA_PRELOAD_MODELS."""
+    settings = get_worker_settings()
+    ids = [m.strip() for m in settings.preload_models.split(",") if m.strip()]
+    try:
+        preload(model_cache(), ids, device=settings.device, dtype=settings.dtype)
+    except HeteroLoraError as exc:  # a bad id must not keep the worker from serving other models
+        log.error("preload failed: %s", exc.message)
 
 
 @celery_app.task(

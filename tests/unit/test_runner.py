@@ -54,3 +54,15 @@ def test_a_new_budget_reuses_the_scores() -> None:
         AllocateRequest(**base, budget={"trainable_params": 120_000}, seed=1), cache=cache, device="cpu"
     )
     assert [m.score for m in other_seed.modules] != [m.score for m in fresh.modules]
+
+
+def test_preload_makes_the_first_job_a_cache_hit() -> None:
+    from heterolora.runner import preload
+
+    cache = ModelCache(size=2)
+    preload(cache, ["minilm"], device="cpu")
+    request = AllocateRequest(model_id="minilm", samples=builtin_sample()[:8], num_batches=1)
+    plan = run_request(request, cache=cache, device="cpu")
+    assert (cache.hits, cache.misses) == (1, 0)
+    fresh = run_request(request, cache=ModelCache(size=1), device="cpu")
+    assert plan.fingerprint() == fresh.fingerprint()  # a preloaded head is the same seeded head
