@@ -140,11 +140,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "wall_s": rounded(time.perf_counter() - start, 1),
         **results,
     }
-    results["targets"] = judge(results)
     args.out.mkdir(parents=True, exist_ok=True)
+    results = _merge_partial(args.out / "perf.json", results, sections)
+    results["targets"] = judge(results)
     (args.out / "perf.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "perf.md").write_text(markdown(results))
     return results
+
+
+def _merge_partial(path: Path, results: dict[str, Any], sections: tuple[str, ...]) -> dict[str, Any]:
+    """A run of some sections updates their keys in an existing perf.json and keeps the rest;
+    `runs` records which command produced which sections."""
+    run = {"command": results["command"], "sections": list(sections), "wall_s": results["wall_s"]}
+    if set(sections) == set(SECTIONS) or not path.exists():
+        return results | {"runs": [run]}
+    previous = json.loads(path.read_text())
+    if previous.get("mode") != results["mode"]:
+        return results | {"runs": [run]}
+    runs = previous.get("runs") or [{"command": previous["command"], "sections": list(SECTIONS)}]
+    details = previous.get("details", {}) | results["details"]
+    return previous | results | {"details": details, "runs": [*runs, run]}
 
 
 if __name__ == "__main__":

@@ -45,9 +45,9 @@ def _cell(value: Any) -> str:
 def markdown(results: dict[str, Any]) -> str:
     verdicts = results.get("targets", {})
     lines = [
-        "# Performance: ratios measured side by side in one run",
+        "# Performance: ratios measured side by side within each run",
         "",
-        f"Command: `{results['command']}`  ",
+        *(f"Command: `{r['command']}` (sections: {', '.join(r['sections'])})  " for r in results.get("runs", [])),
         f"Machine: {results['machine']['platform']}, torch {results['machine']['torch']}, "
         f"{results['machine']['torch_threads']} torch thread(s), {results['machine']['cpu_count']} CPUs, "
         f"GPU: {results['machine']['cuda'] or 'none'}  ",

@@ -8,6 +8,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from heterolora.api import prepare
@@ -68,8 +69,10 @@ class ModelCache:
             self._scores.pop(key, None)
 
     def scores(self, key: CacheKey, score_id: str) -> SiteScores | None:
+        """Cached scores, marked as costing no scoring time in the job that reuses them."""
         with self._lock:
-            return self._scores.get(key, {}).get(score_id)
+            found = self._scores.get(key, {}).get(score_id)
+        return None if found is None else replace(found, scoring_s=0.0)
 
     def put_scores(self, key: CacheKey, score_id: str, scored: SiteScores) -> None:
         with self._lock:
