@@ -54,12 +54,18 @@ class ArmSpec:
         return out
 
 
+DYNAMIC_RANK = 8  # every candidate allocated at 4 x the baseline's rank 2, a quarter of it active
+
+
 def arm_names() -> list[str]:
     hetero = [f"heterolora_{p}" for p in PROXY_NAMES]
-    return ["uniform_qv_r8", "uniform_all", *hetero, "heterolora_fraction", "random", "eva"]
+    later = ["heterolora_shortcuts", "dynamic"]  # (g) and (h)
+    return ["uniform_qv_r8", "uniform_all", *hetero, "heterolora_fraction", "random", "eva", *later]
 
 
 def kind_of(name: str) -> str:
+    if name in ("heterolora_shortcuts", "dynamic"):
+        return "shortcut" if name == "heterolora_shortcuts" else "dynamic"
     if name.startswith("uniform"):
         return "baseline"
     if name.startswith("heterolora"):
@@ -111,6 +117,10 @@ def build_arm(
     t0 = time.perf_counter()
     if spec.name == "eva":
         return _eva(model, scoring, head, seed)
+    if spec.name == "heterolora_shortcuts":
+        return _shortcuts(model, scoring, head, seed, options)
+    if spec.name == "dynamic":
+        return _dynamic(model, scoring, seed, options)
     if spec.name == "uniform_qv_r8":
         ranks = uniform_ranks(model, ["q", "v"], 8)
     elif spec.name == "uniform_all":
@@ -155,3 +165,38 @@ def _eva(model: nn.Module, scoring: list[dict[str, torch.Tensor]], head: list[st
         if isinstance(r, dict) and "default" in r and hasattr(module, "lora_A"):
             ranks[name.removeprefix("base_model.model.")] = int(r["default"])
     return peft_model, time.perf_counter() - t0, ranks
+
+
+def _shortcuts(
+    model: nn.Module, scoring: list[dict[str, torch.Tensor]], head: list[str], seed: int, options: dict[str, Any]
+) -> tuple[Any, float, dict[str, int]]:
+    """(g): the engine's default plan over LoRA sites and shortcut connections at the budget."""
+    from peft import get_peft_model
+
+    from heterolora.shortcuts import attach_shortcuts
+
+    t0 = time.perf_counter()
+    plan = compute_plan(model, scoring, AllocationConfig(budget=BUDGET, seed=seed, shortcuts=True, **options))
+    seconds = time.perf_counter() - t0
+    lora = {m.name: m.rank for m in plan.lora_modules}
+    torch.manual_seed(10_000 + seed)
+    peft_model = get_peft_model(model, lora_config(lora, head))
+    attach_shortcuts(peft_model.get_base_model(), plan)  # after PEFT, which freezes what it does not own
+    return peft_model, seconds, plan.ranks
+
+
+def _dynamic(
+    model: nn.Module, scoring: list[dict[str, torch.Tensor]], seed: int, options: dict[str, Any]
+) -> tuple[Any, float, dict[str, int]]:
+    """(h): every site at DYNAMIC_RANK, re-scored every 0.2 epoch, at most the budget active at once.
+    The training loop finds the controller on the model (`heterolora_dynamic`)."""
+    from heterolora.dynamic import DynamicConfig, DynamicController, prepare_model
+
+    t0 = time.perf_counter()
+    limit = budget_limit(model)
+    torch.manual_seed(10_000 + seed)
+    peft_model = prepare_model(model, rank=DYNAMIC_RANK, alpha=ALPHA_RATIO * DYNAMIC_RANK)
+    config = DynamicConfig(active_params=limit, active_fraction=None, realloc_every=0.2, seed=seed, **options)
+    controller = DynamicController(peft_model, scoring, config)
+    object.__setattr__(peft_model, "heterolora_dynamic", controller)
+    return peft_model, time.perf_counter() - t0, {u.name: DYNAMIC_RANK for u in controller.units}

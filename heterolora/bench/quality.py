@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 
-from heterolora.apply import lora_param_count
 from heterolora.bench.arms import ArmSpec, build_arm, kind_of
 from heterolora.bench.data import Encoded, bucketed_order, collate, encode, eval_batches, holdout_split, load_rows
 from heterolora.bench.data import subset as take
@@ -89,11 +88,16 @@ def train(model: Any, train_data: Encoded, held: Encoded, settings: Settings, se
     sched = schedule(opt, total, max(1, round(settings.warmup_ratio * total)))
     torch.manual_seed(20_000 + seed)  # dropout masks
     acc, f1, losses = [], [], []
+    dynamic = getattr(model, "heterolora_dynamic", None)  # arm (h): re-allocates during training
+    if dynamic is not None:
+        dynamic.steps_per_epoch = per_epoch
     t0 = time.perf_counter()
     for epoch in range(settings.epochs):
         model.train()
         running = 0.0
-        for idx in bucketed_order(lengths, settings.batch_size, seed * 1000 + epoch):
+        for i, idx in enumerate(bucketed_order(lengths, settings.batch_size, seed * 1000 + epoch)):
+            if dynamic is not None:
+                dynamic.maybe_reallocate(epoch * per_epoch + i)
             loss = model(**collate(train_data, idx, pad_id)).loss
             loss.backward()
             opt.step()
@@ -134,7 +138,7 @@ def run_one(
         "kind": kind_of(spec.name),
         "seed": seed,
         "split": "train-heldout" if settings.pilot else "validation",
-        "lora_params": lora_param_count(peft_model),
+        "lora_params": adapter_params(peft_model, head_params),
         "head_params": head_params,
         "plan_seconds": round(plan_seconds, 3),
         **result,
@@ -147,6 +151,15 @@ def run_one(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1) + "\n")
     return record
+
+
+def adapter_params(peft_model: Any, head_params: int) -> int:
+    """Trainable adapter parameters (LoRA and shortcut factors; the head is counted apart). For the
+    dynamic arm: the most that is active at once, the budget it is compared at."""
+    dynamic = getattr(peft_model, "heterolora_dynamic", None)
+    if dynamic is not None:
+        return int(dynamic.config.active_params)
+    return sum(p.numel() for p in peft_model.parameters() if p.requires_grad) - head_params
 
 
 def _head(model: Any) -> list[str]:

@@ -34,3 +34,16 @@ def test_quick_benchmark_writes_json_table_and_plot(tmp_path: Path) -> None:
         assert 0.0 <= arm["accuracy"][0] <= 100.0 and arm["plan_seconds"] >= 0 and arm["train_seconds"] > 0
     assert (tmp_path / "quality-mrpc.png").stat().st_size > 1000
     assert "| uniform_all | baseline | 82944 | 770 | 1 |" in (tmp_path / "quality-mrpc.md").read_text()
+
+
+@pytest.mark.skipif(not (GLUE / "mrpc" / "train.tsv").is_file(), reason="GLUE copy not present")
+def test_quick_shortcut_and_dynamic_arms(tmp_path: Path) -> None:
+    args = ["bench", "quality", "--quick", "--task", "mrpc", "--workers", "1", "--arms", "heterolora_shortcuts,dynamic"]
+    result = CliRunner().invoke(main, [*args, "--data-dir", str(GLUE), "--out-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    arms = {a["name"]: a for a in json.loads((tmp_path / "quality-mrpc.json").read_text())["arms"]}
+    assert arms["heterolora_shortcuts"]["kind"] == "shortcut" and arms["dynamic"]["kind"] == "dynamic"
+    assert 82944 - 1920 * 2 < arms["heterolora_shortcuts"]["lora_params"] <= 82944  # LoRA + shortcut factors
+    assert arms["dynamic"]["lora_params"] == 82944  # the most active at once
+    run = json.loads(next((tmp_path / "quality-runs").rglob("heterolora_shortcuts-s0.json")).read_text())
+    assert any(".shortcuts." in name for name in run["ranks"])  # e.g. encoder.layer.3.shortcuts.residual2
