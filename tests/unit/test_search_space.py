@@ -61,3 +61,35 @@ def test_head_modules() -> None:
     assert head_modules(tiny_model("bert")) == ["classifier", "bert.pooler"]
     assert head_modules(tiny_model("llama")) == ["score"]
     assert head_modules(tiny_model("llama", "causal-lm")) == []
+
+
+GENERIC = {
+    "distilbert": ("DistilBertConfig", {"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 64},
+                   ["q", "k", "v", "o", "up", "down"]),
+    "phi": ("PhiConfig", {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64},
+            ["q", "k", "v", "o", "up", "down"]),
+    "qwen2": ("Qwen2Config", {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                              "num_key_value_heads": 1, "intermediate_size": 64},
+              ["q", "k", "v", "o", "gate", "up", "down"]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("arch", sorted(GENERIC))
+def test_generic_discovery_and_peft_on_other_architectures(arch: str) -> None:
+    import transformers
+    from conftest import random_batches
+    from peft import get_peft_model
+
+    from heterolora.apply import applied_ranks
+    from heterolora.config import AllocationConfig
+    from heterolora.engine import compute_plan
+
+    cls, kwargs, types = GENERIC[arch]
+    torch.manual_seed(0)
+    model = transformers.AutoModelForSequenceClassification.from_config(
+        getattr(transformers, cls)(vocab_size=128, pad_token_id=0, **kwargs)
+    )
+    assert [c.type for c in discover(model) if c.layer == 1] == types
+    plan = compute_plan(model, random_batches(), AllocationConfig(budget={"trainable_params": 2500}))
+    peft_model = get_peft_model(model, plan.to_lora_config())
+    assert applied_ranks(peft_model) == {m.name: m.rank for m in plan.modules if m.rank}
