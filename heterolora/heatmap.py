@@ -18,10 +18,10 @@ def rank_grid(plan: Plan) -> tuple[list[str], list[int], dict[tuple[str, int], i
 
 def rank_table(plan: Plan) -> str:
     types, layers, cells = rank_grid(plan)
-    width = max(6, *(len(t) + 1 for t in types))
-    lines = ["layer" + "".join(t.rjust(width) for t in types)]
+    widths = {t: max(6, len(t) + 2) for t in types}
+    lines = ["layer" + "".join(t.rjust(widths[t]) for t in types)]
     for layer in layers:
-        row = "".join((str(cells[(t, layer)]) if (t, layer) in cells else "-").rjust(width) for t in types)
+        row = "".join((str(cells[(t, layer)]) if (t, layer) in cells else "-").rjust(widths[t]) for t in types)
         lines.append(f"{layer:>5}{row}")
     b = plan.budget
     lines.append(
