@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
+from heterolora.config import MAX_TEXT_CHARS
 from heterolora.errors import DataError
 
 Sample = dict[str, Any]  # {"text": str, "text_pair": str | None, "label": int | str | None}
-MAX_TEXT_CHARS = 20_000
 
 
 def builtin_sample() -> list[Sample]:

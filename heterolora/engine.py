@@ -17,10 +17,10 @@ from heterolora import __version__
 from heterolora.allocation import Item, allocate_ranks, normalize, scalar_curve, select_top
 from heterolora.config import SHORTCUT_TYPES, AllocationConfig, FractionBudget, LikeBudget, ParamsBudget, budget_kind
 from heterolora.errors import BudgetError, DataError
-from heterolora.plans import BudgetInfo, ModelInfo, ModuleEntry, Plan, build_peft_kwargs
+from heterolora.plans import BudgetInfo, ModuleEntry, Plan, build_peft_kwargs
 from heterolora.proxies import get_proxy
 from heterolora.proxies.context import Progress, ProxyContext, batch_loss
-from heterolora.search_space import Candidate, discover, find_layers, head_modules
+from heterolora.search_space import Candidate, discover, head_modules, model_info
 from heterolora.shortcuts import (
     check_family_budgets,
     choose_ranks,
@@ -226,14 +226,7 @@ def compute_plan(
     plan = Plan(
         heterolora_version=__version__,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        model=ModelInfo(
-            id=model_id,
-            revision=revision,
-            architecture=type(model).__name__,
-            model_type=getattr(model.config, "model_type", "unknown"),
-            num_layers=len(find_layers(model)[1]),
-            hidden_size=getattr(model.config, "hidden_size", None),
-        ),
+        model=model_info(model, model_id, revision),
         task=config.task,
         proxy=config.proxy,
         seed=config.seed,

@@ -12,12 +12,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from heterolora.config import LABEL_PROXIES, AllocationConfig
+from heterolora.config import LABEL_PROXIES, MAX_TEXT_CHARS, AllocationConfig
 from heterolora.errors import DataError
 from heterolora.plans import Plan
 
-# Same cap as heterolora.data.MAX_TEXT_CHARS (which imports torch); a unit test keeps them equal.
-MAX_TEXT_CHARS = 20_000
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 

@@ -11,6 +11,7 @@ from transformers.pytorch_utils import Conv1D
 
 from heterolora.architectures import ARCHITECTURES, site_type
 from heterolora.errors import ConfigError, UnsupportedModelError
+from heterolora.plans import ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,18 @@ def discover(model: nn.Module, types: list[str] | None = None, layers: list[int]
             raise ConfigError(f"layers {bad} out of range 0..{len(blocks) - 1}", field="layers")
         found = [c for c in found if c.layer in layers]
     return found
+
+
+def model_info(model: nn.Module, model_id: str, revision: str | None = None) -> ModelInfo:
+    """The plan's description of a model."""
+    return ModelInfo(
+        id=model_id,
+        revision=revision,
+        architecture=type(model).__name__,
+        model_type=getattr(model.config, "model_type", "unknown"),
+        num_layers=len(find_layers(model)[1]),
+        hidden_size=getattr(model.config, "hidden_size", None),
+    )
 
 
 def num_layers(model: nn.Module) -> int:

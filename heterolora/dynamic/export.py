@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from heterolora import __version__
 from heterolora.errors import ConfigError
-from heterolora.plans import BudgetInfo, ModelInfo, ModuleEntry, Plan, build_peft_kwargs
-from heterolora.search_space import find_layers, head_modules
+from heterolora.plans import BudgetInfo, ModuleEntry, Plan, build_peft_kwargs
+from heterolora.search_space import head_modules, model_info
 
 if TYPE_CHECKING:
     from heterolora.dynamic.controller import DynamicController
@@ -68,16 +68,6 @@ def build_plan(ctl: DynamicController, chosen: frozenset[str], final: str) -> Pl
         ),
         shortcuts=_shortcut_section(ctl, base, peft_cfg),
         timings={"realloc_total_s": round(sum(seconds), 4), "realloc_mean_s": round(sum(seconds) / len(seconds), 4)},
-    )
-
-
-def model_info(base: Any, model_id: str) -> ModelInfo:
-    return ModelInfo(
-        id=model_id,
-        architecture=type(base).__name__,
-        model_type=getattr(base.config, "model_type", "unknown"),
-        num_layers=len(find_layers(base)[1]),
-        hidden_size=getattr(base.config, "hidden_size", None),
     )
 
 

@@ -24,10 +24,15 @@ def test_label_proxies_match_the_registry() -> None:
     assert set(PROXIES) == set(PROXY_NAMES)
 
 
-def test_text_cap_matches_the_engine() -> None:
-    from heterolora.data import MAX_TEXT_CHARS as ENGINE_CAP
+def test_text_cap_is_enforced_by_the_api_and_the_engine() -> None:
+    from heterolora.data import normalize_samples
+    from heterolora.errors import DataError
 
-    assert MAX_TEXT_CHARS == ENGINE_CAP
+    too_long = {"text": "x" * (MAX_TEXT_CHARS + 1), "label": 0}
+    with pytest.raises(ValueError, match="at most 20000 characters"):
+        request(samples=[too_long])
+    with pytest.raises(DataError, match="longer than 20000 characters"):
+        normalize_samples([too_long])
 
 
 def test_request_reuses_allocation_config() -> None:
