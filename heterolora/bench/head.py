@@ -28,17 +28,26 @@ class MeanPoolClassifier(nn.Module):
         self.dropout = nn.Dropout(model.config.hidden_dropout_prob)
         self.classifier = model.classifier
 
+    def get_input_embeddings(self) -> nn.Module:
+        return self.bert.get_input_embeddings()
+
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         **_: Any,
     ) -> SequenceClassifierOutput:
+        hidden = self.bert(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            inputs_embeds=inputs_embeds,
+        )
         if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            attention_mask = torch.ones(hidden.last_hidden_state.shape[:2], device=hidden.last_hidden_state.device)
         mask = attention_mask.unsqueeze(-1).to(hidden.last_hidden_state.dtype)
         pooled = (hidden.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         logits = self.classifier(self.dropout(pooled))
