@@ -50,7 +50,8 @@ def test_arm_spec_overrides_and_kinds() -> None:
     assert [kind_of(n) for n in ("uniform_all", "heterolora_snip", "random", "eva")] == [
         "baseline", "heterolora", "control", "peer"
     ]  # fmt: skip
-    assert len(arm_names()) == 11
+    assert len(arm_names()) == 13  # (a)-(f): 11, plus (g) heterolora_shortcuts and (h) dynamic
+    assert [kind_of(n) for n in ("heterolora_shortcuts", "dynamic")] == ["shortcut", "dynamic"]
     with pytest.raises(ValueError, match="unknown arm"):
         ArmSpec.parse("lora_everywhere")
 
