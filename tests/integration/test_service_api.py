@@ -9,11 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
+from stack_harness import API_KEY, MAX_BODY_BYTES, MAX_SAMPLES, Stack, received, wait_job
 
 from heterolora.data import builtin_sample
-
-pytest.register_assert_rewrite("stack_harness")  # it is also loaded as a plugin (pytest_plugins)
-from stack_harness import API_KEY, MAX_BODY_BYTES, MAX_SAMPLES, Stack, received, wait_job  # noqa: E402
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ("stack_harness",)  # fixtures: stack, http, model_root

@@ -8,13 +8,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from stack_harness import API_KEY, Api, env_for, wait_job
 
+from heterolora.client import Client, JobFailed
 from heterolora.data import builtin_sample
-
-pytest.register_assert_rewrite("stack_harness")  # it is also loaded as a plugin (pytest_plugins)
-from stack_harness import API_KEY, Api, env_for, wait_job  # noqa: E402
-
-from heterolora.client import Client, JobFailed  # noqa: E402
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ("stack_harness",)  # fixture: model_root

@@ -13,11 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from heterolora.data import builtin_sample
-
-pytest.register_assert_rewrite("stack_harness")  # it is also loaded as a plugin (pytest_plugins)
-from stack_harness import (  # noqa: E402
+from stack_harness import (
     Stack,
     received,
     start_stack,
@@ -27,6 +23,8 @@ from stack_harness import (  # noqa: E402
     wait_job,
     wait_until,
 )
+
+from heterolora.data import builtin_sample
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 pytest_plugins = ("stack_harness",)  # fixture: model_root

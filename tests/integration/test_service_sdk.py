@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from stack_harness import API_KEY, Stack
 
+from heterolora.client import BadRequest, Client, JobFailed, PermissionDenied, Timeout, Unauthorized
 from heterolora.data import builtin_sample
-
-pytest.register_assert_rewrite("stack_harness")  # it is also loaded as a plugin (pytest_plugins)
-from stack_harness import API_KEY, Stack  # noqa: E402
-
-from heterolora.client import BadRequest, Client, JobFailed, PermissionDenied, Timeout, Unauthorized  # noqa: E402
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ("stack_harness",)  # fixtures: stack, model_root
