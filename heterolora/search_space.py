@@ -106,10 +106,6 @@ def model_info(model: nn.Module, model_id: str, revision: str | None = None) -> 
     )
 
 
-def num_layers(model: nn.Module) -> int:
-    return len(find_layers(model)[1])
-
-
 def head_modules(model: nn.Module) -> list[str]:
     """Names of the task head (trained as modules_to_save): classifier/score, and a BERT pooler."""
     prefix = getattr(model, "base_model_prefix", "")
@@ -120,10 +116,6 @@ def head_modules(model: nn.Module) -> list[str]:
     if isinstance(backbone, nn.Module) and getattr(backbone, "pooler", None) is not None:
         names.append(f"{prefix}.pooler")
     return names
-
-
-def site_module(model: nn.Module, name: str) -> nn.Module:
-    return model.get_submodule(name)
 
 
 def weight_of(model: nn.Module, cand: Candidate) -> torch.Tensor:

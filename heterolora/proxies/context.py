@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from heterolora.search_space import Candidate
+from heterolora.search_space import Candidate, weight_of
 
 Progress = Callable[[float, str], None]
 # A proxy returns one score per candidate name, or a value curve (one value per rank in ctx.ranks,
@@ -43,8 +43,7 @@ class ProxyContext:
         """Reference weight of a site as (d_out, d_in)."""
         if self.reference_weight is not None:
             return self.reference_weight(self.model, cand)
-        w = self.model.get_submodule(cand.name).weight
-        return w.t() if cand.conv1d else w
+        return weight_of(self.model, cand)
 
     def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.device) for k, v in batch.items()}
