@@ -69,14 +69,30 @@ def stronger_baseline(arms: list[dict[str, Any]]) -> str | None:
     return max(base, key=lambda a: _mean_sd(a["accuracy"])[0])["name"] if base else None
 
 
+def paired_delta(arm: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """Mean of (arm - baseline) last-epoch accuracy over the seeds both have, and how often the arm won.
+    Same seed = same head init, LoRA init stream and batch order, so pairs cancel much of the seed noise."""
+    base_acc = dict(zip(base["seeds"], base["accuracy"], strict=True))
+    diffs = [a - base_acc[s] for s, a in zip(arm["seeds"], arm["accuracy"], strict=True) if s in base_acc]
+    if not diffs:
+        return {"mean": None, "sd": None, "wins": 0, "n": 0}
+    mean, sd = _mean_sd(diffs)
+    return {"mean": round(mean, 3), "sd": round(sd, 3), "wins": sum(d > 0 for d in diffs), "n": len(diffs)}
+
+
 def build_report(task: str, runs: list[dict[str, Any]], command: str) -> dict[str, Any]:
     arms = merge_arms(runs)
     first = runs[0]
+    baseline = stronger_baseline(arms)
+    base = next((a for a in arms if a["name"] == baseline), None)
+    for arm in arms:
+        if base is not None:
+            arm["paired_delta"] = paired_delta(arm, base)
     return {
         "task": task,
         "command": command,
         "commands": sorted({r.get("command", "") for r in runs} - {""}),
-        "baseline": stronger_baseline(arms),
+        "baseline": baseline,
         "epochs_reported": "last",
         "units": "percent",
         "split": first["split"],
@@ -99,11 +115,12 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"MiniLM-L6, {schedule}. "
         f"Accuracy and F1 in %, mean ± sd over seeds; 'last' = final epoch, 'best' = best epoch. "
-        f"Δ = last-epoch mean accuracy minus the stronger baseline ({report['baseline']}).",
+        f"Δ = last-epoch mean accuracy minus the stronger baseline ({report['baseline']}); paired Δ = mean over "
+        "shared seeds of (arm − baseline) on the same seed ± sd, with the arm's wins.",
         "",
-        "| arm | kind | LoRA params | head params | seeds | acc last | acc best | F1 last | Δ acc | plan s | train s "
-        f"| Σ rank {'/'.join(TYPES)} (seed {report['arms'][0]['seeds'][0]}) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| arm | kind | LoRA params | head params | seeds | acc last | acc best | F1 last | Δ acc | paired Δ (wins) "
+        f"| plan s | train s | Σ rank {'/'.join(TYPES)} (seed {report['arms'][0]['seeds'][0]}) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for a in report["arms"]:
         acc, acc_sd = _mean_sd(a["accuracy"])
@@ -114,11 +131,18 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {a['name']} | {a['kind']} | {params} | {a['head_params']} | {len(a['seeds'])} "
             f"| {acc:.2f} ± {acc_sd:.2f} | {best:.2f} ± {best_sd:.2f} | {f1:.2f} ± {f1_sd:.2f} "
-            f"| {delta} | {a['plan_seconds']:.1f} | {a['train_seconds']:.0f} "
+            f"| {delta} | {_paired_text(a, report['baseline'])} | {a['plan_seconds']:.1f} | {a['train_seconds']:.0f} "
             f"| {'/'.join(str(a['rank_by_type'].get(t, 0)) for t in TYPES)} |"
         )
     lines += ["", f"Command: `{report['command']}`", ""]
     return "\n".join(lines)
+
+
+def _paired_text(arm: dict[str, Any], baseline: str | None) -> str:
+    pd = arm.get("paired_delta")
+    if not pd or not pd["n"] or arm["name"] == baseline:
+        return "–"
+    return f"{pd['mean']:+.2f} ± {pd['sd']:.2f} ({pd['wins']}/{pd['n']})"
 
 
 def plot(report: dict[str, Any], path: Path) -> None:

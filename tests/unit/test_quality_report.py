@@ -75,6 +75,10 @@ def test_report_schema_last_and_best_epoch() -> None:
     table = markdown(report)
     assert "| uniform_all | baseline | 82944 | 770 | 2 | 75.00 ± 1.41 |" in table
     assert "| random | control | 82944 | 770 | 1 | 71.50 ± 0.00 | 71.50 ± 0.00 | 81.50 ± 0.00 | -3.50 |" in table
+    # paired with uniform_all on seed 0 only (74.0): 71.5 - 74.0
+    assert arms["random"]["paired_delta"] == {"mean": -2.5, "sd": 0.0, "wins": 0, "n": 1}
+    assert "| -3.50 | -2.50 ± 0.00 (0/1) |" in table
+    assert arms["uniform_qv_r8"]["paired_delta"] == {"mean": -2.0, "sd": 0.0, "wins": 0, "n": 1}
 
 
 def test_rank_by_type_sums_over_layers() -> None:
