@@ -42,6 +42,20 @@ def attention_share(ranks: dict[str, int], cost: dict[str, int], site_type: dict
     return sum(cost[n] * r for n, r in ranks.items() if site_type[n] in ATTENTION) / spent
 
 
+def summary(
+    proxy: str, k: int, plans: list[dict[str, int]], seconds: float, cost: dict, kind: dict, limit: int
+) -> dict:
+    pairs = [agreement(a, b, cost, limit) for a, b in itertools.combinations(plans, 2)]
+    return {
+        "proxy": proxy,
+        "batches": k,
+        "agreement": round(statistics.fmean(pairs), 4),
+        "attention_share": round(statistics.fmean(attention_share(p, cost, kind) for p in plans), 4),
+        "rank_units": round(statistics.fmean(sum(p.values()) for p in plans), 1),
+        "seconds_per_plan": round(seconds, 2),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="../shared/data/glue")
@@ -59,6 +73,10 @@ def main() -> None:
     cost = {c.name: c.cost_per_rank for c in sites}
     kind = {c.name: c.type for c in sites}
     results = []
+    # No signal: the allocation rule fed uniform random scores (arm `random`), one seed per sample.
+    limit = check_budget(model, AllocationConfig(budget=BUDGET))
+    plans = [random_ranks(model, AllocationConfig(), seed) for seed in range(args.samples)]
+    results.append(summary("random scores", 0, plans, 0.0, cost, kind, limit))
     for proxy, k in itertools.product(args.proxies.split(","), [int(x) for x in args.batches.split(",")]):
         config = AllocationConfig(proxy=proxy, budget=BUDGET)
         limit = check_budget(model, config)
@@ -72,32 +90,14 @@ def main() -> None:
             scored = score_sites(model, batches, config, lambda f, m: None)
             seconds += time.perf_counter() - t0
             plans.append(choose(scored, config, limit))
-        pairs = [agreement(a, b, cost, limit) for a, b in itertools.combinations(plans, 2)]
-        row = {
-            "proxy": proxy,
-            "batches": k,
-            "agreement": round(statistics.fmean(pairs), 4),
-            "attention_share": round(statistics.fmean(attention_share(p, cost, kind) for p in plans), 4),
-            "rank_units": round(statistics.fmean(sum(p.values()) for p in plans), 1),
-            "seconds_per_plan": round(seconds / args.samples, 2),
-        }
+        row = summary(proxy, k, plans, seconds / args.samples, cost, kind, limit)
         results.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
-    # No signal: the allocation rule fed uniform random scores (arm `random`), one seed per sample.
-    limit = check_budget(model, AllocationConfig(budget=BUDGET))
-    plans = [random_ranks(model, AllocationConfig(), seed) for seed in range(args.samples)]
-    pairs = [agreement(a, b, cost, limit) for a, b in itertools.combinations(plans, 2)]
-    results.append(
-        {
-            "proxy": "random scores",
-            "batches": 0,
-            "agreement": round(statistics.fmean(pairs), 4),
-            "attention_share": round(statistics.fmean(attention_share(p, cost, kind) for p in plans), 4),
-            "rank_units": round(statistics.fmean(sum(p.values()) for p in plans), 1),
-            "seconds_per_plan": 0.0,
-        }
-    )
-    out = Path(args.out)
+        write(Path(args.out), results)  # after every row: a long run keeps what it measured
+    write(Path(args.out), results)
+
+
+def write(out: Path, results: list[dict]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/plan_stability.py " + " ".join(sys.argv[1:])
     (out / "plan-stability.json").write_text(json.dumps({"command": command, "rows": results}, indent=1) + "\n")
