@@ -23,9 +23,7 @@ def bench() -> None:
 )
 @click.option("--arms", default=None, help="Comma-separated arm names (default: all arms a-f).")
 @click.option("--seeds", default=None, help="Comma-separated seeds (default 0,1,2; quick: 0).")
-@click.option(
-    "--epochs", type=int, default=None, help="Epochs per run (default 3, as committed; quick: 1)."
-)
+@click.option("--epochs", type=int, default=None, help="Epochs per run (default 3, as committed; quick: 1).")
 @click.option("--workers", type=int, default=2, show_default=True, help="Parallel 1-thread processes.")
 @click.option("--pilot", is_flag=True, help="Train on 2/3 of train, evaluate on the held-out 1/3 (choosing defaults).")
 @click.option("--quick", is_flag=True, help="Tiny subset, 1 epoch, two arms: checks the harness.")
