@@ -135,6 +135,9 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {'/'.join(str(a['rank_by_type'].get(t, 0)) for t in TYPES)} |"
         )
     lines += ["", f"Command: `{report['command']}`", ""]
+    runs = [c for c in report.get("commands", []) if c != report["command"]]
+    if runs:  # the benchmark runs in parts; these produced the run files merged here
+        lines += ["Runs:", "", *(f"- `{c}`" for c in runs), ""]
     return "\n".join(lines)
 
 

@@ -90,3 +90,11 @@ def test_rank_by_type_sums_over_layers() -> None:
         "bert.encoder.layer.5.output.dense": 2,
     }
     assert rank_by_type(ranks) == {"q": 3, "k": 0, "v": 0, "o": 4, "up": 8, "down": 2}
+
+
+def test_markdown_lists_the_commands_that_produced_the_runs() -> None:
+    runs = [_run("uniform_all", 0, [75.0]), _run("random", 0, [74.0])]
+    merged = markdown(build_report("mrpc", runs, "heterolora bench quality --merge-only"))
+    assert "Command: `heterolora bench quality --merge-only`" in merged
+    assert "Runs:\n\n- `heterolora bench quality`\n" in merged
+    assert "Runs:" not in markdown(build_report("mrpc", runs, "heterolora bench quality"))
