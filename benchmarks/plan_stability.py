@@ -73,13 +73,12 @@ def main() -> None:
     cost = {c.name: c.cost_per_rank for c in sites}
     kind = {c.name: c.type for c in sites}
     results = []
+    limit = check_budget(model, AllocationConfig(budget=BUDGET))  # the same for every proxy
     # No signal: the allocation rule fed uniform random scores (arm `random`), one seed per sample.
-    limit = check_budget(model, AllocationConfig(budget=BUDGET))
     plans = [random_ranks(model, AllocationConfig(), seed) for seed in range(args.samples)]
     results.append(summary("random scores", 0, plans, 0.0, cost, kind, limit))
     for proxy, k in itertools.product(args.proxies.split(","), [int(x) for x in args.batches.split(",")]):
         config = AllocationConfig(proxy=proxy, budget=BUDGET)
-        limit = check_budget(model, config)
         plans, seconds = [], 0.0
         for sample in range(args.samples):
             batches = make_batches(

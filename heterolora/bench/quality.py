@@ -118,8 +118,7 @@ def run_one(
     torch.set_num_threads(settings.threads)
     spec = ArmSpec.parse(arm)
     train_rows, held_rows = splits(data_dir, task, settings)
-    torch.manual_seed(seed)  # the head's init differs per seed, and is the same in every arm
-    loaded = load_model("minilm", "seq-cls", num_labels=2)
+    loaded = load_model("minilm", "seq-cls", num_labels=2)  # seeds the new head itself: one init for all arms and seeds
     tok, model = loaded.tokenizer, loaded.model
     if settings.head == "mean":
         model = MeanPoolClassifier(model)

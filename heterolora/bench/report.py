@@ -71,7 +71,8 @@ def stronger_baseline(arms: list[dict[str, Any]]) -> str | None:
 
 def paired_delta(arm: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     """Mean of (arm - baseline) last-epoch accuracy over the seeds both have, and how often the arm won.
-    Same seed = same head init, LoRA init stream and batch order, so pairs cancel much of the seed noise."""
+    Same seed = same LoRA init stream, dropout masks and batch order (the head init is the same for every
+    seed), so pairs cancel much of the seed noise."""
     base_acc = dict(zip(base["seeds"], base["accuracy"], strict=True))
     diffs = [a - base_acc[s] for s, a in zip(arm["seeds"], arm["accuracy"], strict=True) if s in base_acc]
     if not diffs:
@@ -86,7 +87,7 @@ def build_report(task: str, runs: list[dict[str, Any]], command: str) -> dict[st
     baseline = stronger_baseline(arms)
     base = next((a for a in arms if a["name"] == baseline), None)
     for arm in arms:
-        if base is not None:
+        if base is not None and arm is not base:
             arm["paired_delta"] = paired_delta(arm, base)
     return {
         "task": task,
@@ -131,7 +132,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {a['name']} | {a['kind']} | {params} | {a['head_params']} | {len(a['seeds'])} "
             f"| {acc:.2f} ± {acc_sd:.2f} | {best:.2f} ± {best_sd:.2f} | {f1:.2f} ± {f1_sd:.2f} "
-            f"| {delta} | {_paired_text(a, report['baseline'])} | {a['plan_seconds']:.1f} | {a['train_seconds']:.0f} "
+            f"| {delta} | {_paired_text(a)} | {a['plan_seconds']:.1f} | {a['train_seconds']:.0f} "
             f"| {'/'.join(str(a['rank_by_type'].get(t, 0)) for t in TYPES)} |"
         )
     lines += ["", f"Command: `{report['command']}`", ""]
@@ -141,9 +142,9 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _paired_text(arm: dict[str, Any], baseline: str | None) -> str:
+def _paired_text(arm: dict[str, Any]) -> str:
     pd = arm.get("paired_delta")
-    if not pd or not pd["n"] or arm["name"] == baseline:
+    if not pd or not pd["n"]:
         return "–"
     return f"{pd['mean']:+.2f} ± {pd['sd']:.2f} ({pd['wins']}/{pd['n']})"
 
