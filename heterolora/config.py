@@ -21,6 +21,7 @@ PROXY_NAMES = ("constant", "grad_norm", "snip", "synflow", "alpha_test", "rank_e
 LABEL_PROXIES = frozenset({"grad_norm", "snip", "alpha_test", "rank_energy"})
 TASKS = ("seq-cls", "causal-lm")
 MAX_TEXT_CHARS = 20_000  # per sample (text + text_pair): bounds tokenizer work and request size
+MAX_CLASSES = 1_000  # label classes of a seq-cls sample: the head has one output per class
 DEFAULT_RANK_SET = (1, 2, 4, 8, 16, 32, 64)  # rank 1 lets a tight budget differ from uniform r=2 (docs/quality.md)
 
 Task = Literal["seq-cls", "causal-lm"]

@@ -1,11 +1,12 @@
-"""compute_plan: discover sites -> score them with a proxy -> allocate ranks -> Plan."""
+"""compute_plan: discover sites once -> check the budget -> score them with a proxy (or reuse
+scores) -> allocate ranks -> Plan. heterolora.planner runs it on tokenised samples."""
 
 from __future__ import annotations
 
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from heterolora.errors import BudgetError, DataError
 from heterolora.plans import BudgetInfo, ModuleEntry, Plan, build_peft_kwargs
 from heterolora.proxies import get_proxy
 from heterolora.proxies.context import Progress, ProxyContext, batch_loss
-from heterolora.search_space import Candidate, discover, head_modules, model_info
+from heterolora.search_space import Candidate, head_modules, model_info, select_sites, walk_sites
 from heterolora.shortcuts import (
     check_family_budgets,
     choose_ranks,
@@ -35,6 +36,23 @@ TASK_TYPES = {"seq-cls": "SEQ_CLS", "causal-lm": "CAUSAL_LM"}
 
 def _quiet(fraction: float, message: str) -> None:
     return None
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """One plan's candidates, discovered once and passed down to every step."""
+
+    all_sites: list[Candidate]  # every LoRA site: a `like` budget is sized on these
+    sites: list[Candidate]  # the LoRA sites the config's types/layers select
+    shortcut_sites: list[Candidate]
+    num_layers: int
+
+
+def discover_space(model: nn.Module, config: AllocationConfig) -> SearchSpace:
+    found, num_layers = walk_sites(model)
+    sites = select_sites(found, config.types, config.layers, num_layers=num_layers)
+    shortcut_sites = shortcut_candidates(model, config.layers) if config.shortcuts else []
+    return SearchSpace(found, sites, shortcut_sites, num_layers)
 
 
 def resolve_limit(config: AllocationConfig, all_sites: list[Candidate]) -> int:
@@ -116,29 +134,33 @@ def _scoring_ranks(config: AllocationConfig) -> list[int]:
     return [budget.rank] if isinstance(budget, FractionBudget) else config.effective_ranks()
 
 
-def check_budget(model: nn.Module, config: AllocationConfig) -> int:
+def check_budget(model: nn.Module, config: AllocationConfig, space: SearchSpace | None = None) -> int:
     """Resolve the budget to a parameter limit and reject impossible ones before any scoring."""
-    sites = discover(model, config.types, config.layers)
-    limit = resolve_limit(config, discover(model))
+    space = space or discover_space(model, config)
+    limit = resolve_limit(config, space.all_sites)
     total = sum(p.numel() for p in model.parameters())
     if limit >= total:
         raise BudgetError(f"budget of {limit} parameters is not below the model's total of {total}", field="budget")
     if isinstance(config.budget, FractionBudget):
         return limit
     ranks = _scoring_ranks(config)
-    cheapest = min(c.cost_per_rank for c in sites) * ranks[0]
+    cheapest = min(c.cost_per_rank for c in space.sites) * ranks[0]
     if limit < cheapest:
         raise BudgetError(
             f"budget of {limit} parameters is below the cheapest module (rank {ranks[0]} costs {cheapest})",
             field="budget",
         )
     if config.shortcuts and config.shortcut_mode == "separated":
-        check_family_budgets(sites, shortcut_candidates(model, config.layers), ranks, limit, config)
+        check_family_budgets(space.sites, space.shortcut_sites, ranks, limit, config)
     return limit
 
 
 def score_sites(
-    model: nn.Module, batches: list[dict[str, torch.Tensor]], config: AllocationConfig, progress: Progress
+    model: nn.Module,
+    batches: list[dict[str, torch.Tensor]],
+    config: AllocationConfig,
+    progress: Progress,
+    space: SearchSpace | None = None,
 ) -> SiteScores:
     """Run the configured proxy over every candidate site (and shortcut site)."""
     spec = get_proxy(config.proxy)
@@ -146,8 +168,8 @@ def score_sites(
         raise DataError("no scoring batches", field="samples")
     if spec.needs_labels and any("labels" not in b for b in batches):
         raise DataError(f"proxy {config.proxy!r} needs labelled samples", field="samples")
-    sites = discover(model, config.types, config.layers)
-    sc_sites = shortcut_candidates(model, config.layers) if config.shortcuts else []
+    space = space or discover_space(model, config)
+    sites, sc_sites = space.sites, space.shortcut_sites
     ranks = _scoring_ranks(config)
     start = time.perf_counter()
     ctx = ProxyContext(
@@ -199,6 +221,8 @@ def compute_plan(
     revision: str | None = None,
     progress: Progress | None = None,
     scored: SiteScores | None = None,
+    on_scored: Callable[[SiteScores], None] | None = None,
+    labels: list[int | str] | None = None,
 ) -> Plan:
     """Plan heterogeneous LoRA ranks for `model` from scoring `batches` (already tokenised).
 
@@ -208,15 +232,20 @@ def compute_plan(
         config: proxy, budget and allocation options.
         progress: called with (fraction 0..1, phase) while planning.
         scored: scores from an earlier call with the same `score_key`, to skip scoring.
+        on_scored: receives freshly computed scores (a score cache stores them).
+        labels: the class names behind label ids 0..n-1, recorded in the plan.
     """
     config = config or AllocationConfig()
     progress = progress or _quiet
     t0 = time.perf_counter()
-    limit = check_budget(model, config)
+    space = discover_space(model, config)  # the only walk over the model's modules
+    limit = check_budget(model, config, space)
     computed_here = scored is None
     if scored is None:
         progress(0.0, "scoring")
-        scored = score_sites(model, batches, config, scoring_share(progress))
+        scored = score_sites(model, batches, config, scoring_share(progress), space)
+        if on_scored is not None:
+            on_scored(scored)
     progress(0.95, "allocating")
     rank_of = choose(scored, config, limit)
     raw = scored.raw
@@ -226,7 +255,7 @@ def compute_plan(
     plan = Plan(
         heterolora_version=__version__,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        model=model_info(model, model_id, revision),
+        model=model_info(model, model_id, revision, space.num_layers),
         task=config.task,
         proxy=config.proxy,
         seed=config.seed,
@@ -238,6 +267,7 @@ def compute_plan(
         ),
         alpha_mode="rslora" if config.use_rslora else "constant_ratio",
         settings=config.model_dump(exclude={"task", "proxy", "seed", "budget"}) | {"batches": scored.batches},
+        labels=labels or None,
         modules=modules,
         peft=build_peft_kwargs(
             modules,

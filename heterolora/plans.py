@@ -74,6 +74,9 @@ class Plan(_Model):
     budget: BudgetInfo
     alpha_mode: Literal["constant_ratio", "rslora"] = "constant_ratio"
     settings: dict[str, Any] = Field(default_factory=dict, description="Options that produced the plan.")
+    labels: list[int | str] | None = Field(
+        default=None, description="seq-cls class names: label id i is labels[i] (see docs/plan-format.md)."
+    )
     modules: list[ModuleEntry]
     peft: PeftKwargs
     shortcuts: dict[str, Any] | None = Field(

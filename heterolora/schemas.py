@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from heterolora.config import LABEL_PROXIES, MAX_TEXT_CHARS, AllocationConfig
-from heterolora.errors import DataError
 from heterolora.plans import Plan
+from heterolora.samples import check_text, class_names, sample_rows
+
+__all__ = ["AllocateRequest", "ErrorBody", "ErrorInfo", "JobStatus", "Progress", "SampleIn", "sample_rows"]
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
@@ -36,16 +38,11 @@ _EXAMPLE = {
 class SampleIn(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, description="Input text.")
+    # The bounds are declared here for the JSON schema; heterolora.samples.check_text, run by
+    # AllocateRequest, is the one full check (also the total of text + text_pair).
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, pattern=r"\S", description="Input text, not blank.")
     text_pair: str | None = Field(default=None, max_length=MAX_TEXT_CHARS, description="Second text of a pair.")
-    label: int | str | None = Field(default=None, description="Class label (seq-cls).")
-
-    @field_validator("text")
-    @classmethod
-    def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("text must not be blank")
-        return v
+    label: int | str | None = Field(default=None, description="Class name (seq-cls); see docs/plan-format.md.")
 
 
 class AllocateRequest(AllocationConfig):
@@ -59,14 +56,13 @@ class AllocateRequest(AllocationConfig):
     samples: list[SampleIn] = Field(min_length=1, description="Scoring sample: {text, text_pair?, label?} rows.")
 
     @model_validator(mode="after")
-    def _labels_present(self) -> AllocateRequest:
-        if self.task == "seq-cls" and self.proxy in LABEL_PROXIES:
-            missing = [i for i, s in enumerate(self.samples) if s.label is None or s.label == ""]
-            if missing:
-                raise DataError(
-                    f"proxy {self.proxy!r} needs a label on every seq-cls sample; samples[{missing[0]}] has none",
-                    field=f"samples.{missing[0]}.label",
-                )
+    def _samples_fit_the_task(self) -> AllocateRequest:
+        """The library's own sample checks (heterolora.samples), so bad input is a 422 here
+        instead of a failed job later."""
+        for i, s in enumerate(self.samples):
+            check_text(i, s.text, s.text_pair, self.task)
+        if self.task == "seq-cls":
+            class_names([s.label for s in self.samples], required=self.proxy in LABEL_PROXIES)
         return self
 
     def to_config(self) -> AllocationConfig:
@@ -109,26 +105,3 @@ class JobStatus(BaseModel):
     @property
     def done(self) -> bool:
         return self.status in TERMINAL_STATES
-
-
-def sample_rows(samples: Any) -> list[dict[str, Any]]:
-    """A list of dicts, a pandas DataFrame or a datasets.Dataset (duck-typed) -> JSON-ready rows
-    holding only text, text_pair and label."""
-    if hasattr(samples, "to_dict") and hasattr(samples, "columns"):  # pandas
-        samples = samples.to_dict(orient="records")
-    elif hasattr(samples, "column_names") and hasattr(samples, "to_list"):  # datasets
-        samples = samples.to_list()
-    rows = []
-    for row in samples:
-        out = {k: _plain(row.get(k)) for k in ("text", "text_pair", "label")}
-        rows.append({k: v for k, v in out.items() if v is not None})
-    return rows
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars -> Python; pandas' NaN for a missing cell -> None."""
-    if hasattr(value, "item") and callable(value.item):
-        value = value.item()
-    if isinstance(value, float):
-        return None if value != value else int(value) if value.is_integer() else value
-    return value

@@ -67,6 +67,13 @@ def find_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
 
 def discover(model: nn.Module, types: list[str] | None = None, layers: list[int] | None = None) -> list[Candidate]:
     """All candidate sites, in layer order then module order, filtered by type and layer."""
+    found, num_layers = walk_sites(model)
+    return select_sites(found, types, layers, num_layers=num_layers)
+
+
+def walk_sites(model: nn.Module) -> tuple[list[Candidate], int]:
+    """Every adaptable linear site of the model's transformer layers (one walk over the modules),
+    and the number of layers."""
     prefix, blocks = find_layers(model)
     found: list[Candidate] = []
     for idx, block in enumerate(blocks):
@@ -80,6 +87,13 @@ def discover(model: nn.Module, types: list[str] | None = None, layers: list[int]
             "(q/k/v/o, qkv, gate/up/down); pass a supported architecture",
             field="model_id",
         )
+    return found, len(blocks)
+
+
+def select_sites(
+    found: list[Candidate], types: list[str] | None, layers: list[int] | None, *, num_layers: int
+) -> list[Candidate]:
+    """The sites of `found` with a type in `types` and a layer in `layers` (None: all)."""
     present = {c.type for c in found}
     if types is not None:
         missing = sorted(set(types) - present)
@@ -87,21 +101,23 @@ def discover(model: nn.Module, types: list[str] | None = None, layers: list[int]
             raise ConfigError(f"types {missing} do not exist in this model; it has {sorted(present)}", field="types")
         found = [c for c in found if c.type in types]
     if layers is not None:
-        bad = sorted(i for i in layers if not 0 <= i < len(blocks))
+        bad = sorted(i for i in layers if not 0 <= i < num_layers)
         if bad:
-            raise ConfigError(f"layers {bad} out of range 0..{len(blocks) - 1}", field="layers")
+            raise ConfigError(f"layers {bad} out of range 0..{num_layers - 1}", field="layers")
         found = [c for c in found if c.layer in layers]
     return found
 
 
-def model_info(model: nn.Module, model_id: str, revision: str | None = None) -> ModelInfo:
-    """The plan's description of a model."""
+def model_info(
+    model: nn.Module, model_id: str, revision: str | None = None, num_layers: int | None = None
+) -> ModelInfo:
+    """The plan's description of a model (`num_layers`, when known, saves a walk over its modules)."""
     return ModelInfo(
         id=model_id,
         revision=revision,
         architecture=type(model).__name__,
         model_type=getattr(model.config, "model_type", "unknown"),
-        num_layers=len(find_layers(model)[1]),
+        num_layers=num_layers if num_layers is not None else len(find_layers(model)[1]),
         hidden_size=getattr(model.config, "hidden_size", None),
     )
 

@@ -94,7 +94,7 @@ def minilm():
     """The real embedded MiniLM with a 2-label head (deterministic head init) and its tokenizer."""
     from heterolora.api import prepare
     from heterolora.config import AllocationConfig
-    from heterolora.data import builtin_sample
+    from heterolora.samples import builtin_sample
 
     loaded, batches = prepare("minilm", builtin_sample(), AllocationConfig(num_batches=4), device="cpu")
     return loaded, batches

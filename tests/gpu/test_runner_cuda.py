@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from heterolora.data import builtin_sample
 from heterolora.runner import ModelCache, run_request
+from heterolora.samples import builtin_sample
 from heterolora.schemas import AllocateRequest
 
 pytestmark = [

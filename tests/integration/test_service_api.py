@@ -11,7 +11,7 @@ import httpx
 import pytest
 from stack_harness import API_KEY, MAX_BODY_BYTES, MAX_SAMPLES, Stack, received, wait_job
 
-from heterolora.data import builtin_sample
+from heterolora.samples import builtin_sample
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ("stack_harness",)  # fixtures: stack, http, model_root

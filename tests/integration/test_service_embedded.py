@@ -11,7 +11,7 @@ import pytest
 from stack_harness import API_KEY, Api, env_for, wait_job
 
 from heterolora.client import Client, JobFailed
-from heterolora.data import builtin_sample
+from heterolora.samples import builtin_sample
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ("stack_harness",)  # fixture: model_root

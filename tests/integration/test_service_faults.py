@@ -24,7 +24,7 @@ from stack_harness import (
     wait_until,
 )
 
-from heterolora.data import builtin_sample
+from heterolora.samples import builtin_sample
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 pytest_plugins = ("stack_harness",)  # fixture: model_root

@@ -6,7 +6,7 @@ import pytest
 from stack_harness import API_KEY, Stack
 
 from heterolora.client import BadRequest, Client, JobFailed, PermissionDenied, Timeout, Unauthorized
-from heterolora.data import builtin_sample
+from heterolora.samples import builtin_sample
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ("stack_harness",)  # fixtures: stack, model_root

@@ -14,8 +14,8 @@ from heterolora.api import prepare
 from heterolora.apply import apply_plan, load_adapted, save_adapted
 from heterolora.cli import main
 from heterolora.config import SHORTCUT_TYPES, AllocationConfig
-from heterolora.data import builtin_sample
 from heterolora.engine import compute_plan
+from heterolora.samples import builtin_sample
 from heterolora.search_space import head_modules
 from heterolora.shortcuts import LowRankShortcut, find_layout, remove_shortcuts, shortcut_candidates
 from heterolora.shortcuts.hooks import install

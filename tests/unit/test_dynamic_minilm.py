@@ -9,8 +9,8 @@ import time
 import pytest
 import torch
 
-from heterolora.data import builtin_sample, make_batches
 from heterolora.dynamic import STATE_FILE, DynamicCallback, DynamicConfig, DynamicController, prepare_model
+from heterolora.samples import builtin_sample, make_batches
 
 STEPS, EVERY, BUDGET = 30, 10, 50_000  # 36 MiniLM units at rank 4 hold 193,536 parameters
 

@@ -6,9 +6,9 @@ import pytest
 
 import heterolora
 from heterolora.config import AllocationConfig
-from heterolora.data import builtin_sample
 from heterolora.engine import compute_plan
 from heterolora.errors import DataError
+from heterolora.samples import builtin_sample
 
 FAST = {"num_batches": 2, "batch_size": 8}
 

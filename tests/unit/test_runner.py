@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from heterolora.data import builtin_sample
 from heterolora.runner import ModelCache, run_request
+from heterolora.samples import builtin_sample
 from heterolora.schemas import AllocateRequest
 
 

@@ -25,8 +25,8 @@ def test_label_proxies_match_the_registry() -> None:
 
 
 def test_text_cap_is_enforced_by_the_api_and_the_engine() -> None:
-    from heterolora.data import normalize_samples
     from heterolora.errors import DataError
+    from heterolora.samples import normalize_samples
 
     too_long = {"text": "x" * (MAX_TEXT_CHARS + 1), "label": 0}
     with pytest.raises(ValueError, match="at most 20000 characters"):
@@ -52,7 +52,8 @@ def test_labels_required_for_seq_cls_with_label_proxies(proxy: str) -> None:
     cause = exc.value.errors()[0]["ctx"]["error"]
     assert isinstance(cause, DataError) and cause.field == "samples.2.label"
     request(samples=rows, proxy="synflow")  # data-free proxies need none
-    request(samples=rows, proxy=proxy, task="causal-lm")  # nor does causal LM
+    unpaired = [{k: v for k, v in r.items() if k != "text_pair"} for r in rows]
+    request(samples=unpaired, proxy=proxy, task="causal-lm")  # nor does causal LM
 
 
 def test_fingerprint_is_stable_and_covers_every_input() -> None:

@@ -1,0 +1,128 @@
+"""The one planning path: model id and samples in, Plan out. `heterolora.plan`, the CLI, the
+service's embedded queue and the Celery task (through heterolora.runner) all call `plan`.
+
+    samples -> checked rows + label classes (once)
+            -> model (through an optional ModelCache)
+            -> scoring batches
+            -> engine.compute_plan: discover sites once, check the budget, score (or reuse cached
+               scores), allocate, assemble the Plan
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import torch
+
+from heterolora.caches import CacheKey, ModelCache
+from heterolora.config import AllocationConfig
+from heterolora.engine import compute_plan, score_key
+from heterolora.errors import HeteroLoraError
+from heterolora.loading import LoadedModel, default_device, load_model
+from heterolora.plans import Plan
+from heterolora.proxies import get_proxy
+from heterolora.proxies.context import Progress
+from heterolora.samples import Sample, builtin_sample, class_names, make_batches, normalize_samples, num_labels_of
+
+LOADING_SHARE = 0.1  # progress share of model loading; the engine reports the rest
+
+
+def _quiet(fraction: float, phase: str) -> None:
+    return None
+
+
+def plan(
+    model: str,
+    samples: Any,
+    config: AllocationConfig | None = None,
+    *,
+    cache: ModelCache | None = None,
+    progress: Progress | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+) -> Plan:
+    """Plan for `model` (hub id, local folder or "minilm") on `samples` (None: the built-in sample).
+    `progress(fraction, phase)` may raise to stop the plan (the service cancels jobs that way)."""
+    config = config or AllocationConfig()
+    report = progress or _quiet
+    device = device or default_device()
+    rows, classes = checked_samples(samples, config)
+    report(0.0, "loading model")
+    key: CacheKey = (model, config.task, num_labels_of(classes), dtype, device)
+    loaded = cache.get(key) if cache is not None else None
+    if loaded is None:
+        loaded = load_model(model, config.task, num_labels=key[2], dtype=dtype, device=device)
+        if cache is not None:
+            cache.put(key, loaded)
+    try:
+        batches = scoring_batches(rows, classes, loaded, config)
+        # Same model, revision, sample and scoring options: reuse the scores, only allocate again.
+        score_id = hashlib.sha256(json.dumps([loaded.revision, rows, score_key(config)]).encode()).hexdigest()
+        return compute_plan(
+            loaded.model,
+            batches,
+            config,
+            model_id=model,
+            revision=loaded.revision,
+            progress=lambda f, phase: report(LOADING_SHARE + (1 - LOADING_SHARE) * f, phase),
+            scored=cache.scores(key, score_id) if cache is not None else None,
+            on_scored=(lambda s: cache.put_scores(key, score_id, s)) if cache is not None else None,
+            labels=classes,
+        )
+    except HeteroLoraError:
+        raise  # rejected input: raised before the model was touched
+    except BaseException:
+        if cache is not None:
+            cache.discard(key)  # an interrupted run may leave the model half-restored
+        raise
+
+
+def checked_samples(samples: Any, config: AllocationConfig) -> tuple[list[Sample], list[int | str]]:
+    """Checked rows and, for seq-cls, the sorted label classes (label id i is class i)."""
+    rows = normalize_samples(builtin_sample() if samples is None else samples, task=config.task)
+    if config.task != "seq-cls":
+        return rows, []
+    return rows, class_names([r["label"] for r in rows], required=get_proxy(config.proxy).needs_labels)
+
+
+def scoring_batches(
+    rows: list[Sample], classes: list[int | str], loaded: LoadedModel, config: AllocationConfig
+) -> list[dict[str, torch.Tensor]]:
+    return make_batches(
+        rows,
+        loaded.tokenizer,
+        task=config.task,
+        batch_size=config.batch_size,
+        num_batches=config.num_batches,
+        max_length=token_limit(loaded, config.max_length),
+        seed=config.seed,
+        labels={name: i for i, name in enumerate(classes)},
+    )
+
+
+def prepare(
+    model_id: str,
+    samples: Any,
+    config: AllocationConfig,
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+    loaded: LoadedModel | None = None,
+) -> tuple[LoadedModel, list[dict[str, torch.Tensor]]]:
+    """The loaded model (unless given) and the scoring batches, for callers that score themselves
+    (benchmarks, the dynamic variant)."""
+    rows, classes = checked_samples(samples, config)
+    if loaded is None:
+        loaded = load_model(model_id, config.task, num_labels=num_labels_of(classes), dtype=dtype, device=device)
+    return loaded, scoring_batches(rows, classes, loaded, config)
+
+
+def token_limit(loaded: LoadedModel, requested: int) -> int:
+    """The requested length, capped by the model's position table (else long inputs crash it)."""
+    cfg = loaded.model.config
+    positions = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+    if positions and getattr(cfg, "model_type", "") in ("roberta", "xlm-roberta"):
+        positions -= 2  # these reserve padding_idx + 1 positions
+    return min(requested, positions) if positions else requested
