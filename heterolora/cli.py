@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import click
+from pydantic.fields import FieldInfo
 
-from heterolora.config import DEFAULT_RANK_SET, LORA_TYPES, PROXY_NAMES, AllocationConfig
+from heterolora.config import DEFAULT_LIKE, AllocationConfig
 from heterolora.errors import HeteroLoraError
 
 
@@ -35,8 +38,46 @@ def _budget(params: int | None, like: str | None, fraction: float | None, rank: 
         r, _, types = like.partition(":")
         if not r.isdigit():
             raise click.BadParameter("use R:TYPES, e.g. 8:q,v", param_hint="--budget-like")
-        return {"like": {"r": int(r), "types": types.split(",") if types else ["q", "v"]}}
+        return {"like": {"r": int(r), "types": types.split(",") if types else DEFAULT_LIKE["types"]}}
     return None
+
+
+# AllocationConfig's fields become `plan` options: name, type, default and help come from the field,
+# so a new knob cannot be forgotten here. The budget has its own options (three forms).
+OPTION_NAMES = {"proxy": ["--proxy", "-p"], "head_warmup_steps": ["--head-warmup"], "use_rslora": ["--rslora"]}
+NOT_OPTIONS = {"budget"}
+
+
+def config_option(name: str, field: FieldInfo) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A click option for one AllocationConfig field."""
+    names = OPTION_NAMES.get(name, ["--" + name.replace("_", "-")])
+    kwargs: dict[str, Any] = {"help": field.description, "show_default": True}
+    default = field.get_default(call_default_factory=True)
+    kind = field.annotation
+    if isinstance(kind, UnionType):  # X | None: an optional X
+        kind = next(a for a in get_args(kind) if a is not type(None))
+    if get_origin(kind) is Literal:
+        kwargs |= {"type": click.Choice(get_args(kind)), "default": default}
+    elif kind is bool:
+        kwargs |= {"is_flag": True, "default": default, "show_default": False}
+    elif get_origin(kind) is list:  # comma-separated
+        item = get_args(kind)[0]
+        kwargs["help"] = f"{field.description} Comma-separated."
+        kwargs["default"] = None if default is None else ",".join(map(str, default))
+        if item is int or get_origin(item) is Annotated:
+            kwargs["callback"] = lambda ctx, param, value: _ints(value, param.opts[0])
+        else:
+            kwargs["callback"] = lambda ctx, param, value: value.split(",") if value else None
+    else:
+        kwargs |= {"type": kind, "default": default}
+    return click.option(*names, name, **kwargs)
+
+
+def config_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for name, field in reversed(AllocationConfig.model_fields.items()):
+        if name not in NOT_OPTIONS:
+            command = config_option(name, field)(command)
+    return command
 
 
 class _Bar:
@@ -65,25 +106,11 @@ def main() -> None:
 @main.command("plan")
 @click.option("--model", "-m", default="minilm", show_default=True, help="Hub id, local folder or 'minilm'.")
 @click.option("--data", "-d", type=click.Path(dir_okay=False), help="JSONL or TSV (text, text_pair, label).")
-@click.option("--task", type=click.Choice(["seq-cls", "causal-lm"]), default="seq-cls", show_default=True)
-@click.option("--proxy", "-p", type=click.Choice(PROXY_NAMES), default="grad_norm", show_default=True)
 @click.option("--budget-params", type=int, help="Exact trainable LoRA parameters.")
 @click.option("--budget-like", help="Match uniform LoRA, R:TYPES (default 8:q,v).")
 @click.option("--fraction", type=float, help="Paper mode: top fraction of modules at --rank.")
 @click.option("--rank", type=int, default=8, show_default=True, help="Rank for --fraction.")
-@click.option("--rank-set", default=",".join(map(str, DEFAULT_RANK_SET)), show_default=True)
-@click.option("--max-rank", type=int, help="Cap every rank (serving stacks such as vLLM).")
-@click.option("--types", help=f"Comma-separated site types from {','.join(LORA_TYPES)}.")
-@click.option("--layers", help="Comma-separated layer indices.")
-@click.option("--normalize", type=click.Choice(["none", "layer", "type"]), default=None)
-@click.option("--head-warmup", type=int, default=None, help="Head-only steps before scoring.")
-@click.option("--num-batches", type=int, default=32, show_default=True)
-@click.option("--batch-size", type=int, default=8, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--rslora", is_flag=True, help="rsLoRA scaling (one alpha) instead of constant alpha/r.")
-@click.option("--shortcuts", is_flag=True, help="Add LoRA-adapted shortcut connections (docs/shortcuts.md).")
-@click.option("--shortcut-mode", type=click.Choice(["combined", "separated"]), help="One ranking, or a share each.")
-@click.option("--shortcut-share", type=float, help="Budget share of shortcuts in separated mode.")
+@config_options
 @click.option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write the plan JSON here.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a rank heatmap PNG here.")
@@ -94,26 +121,7 @@ def plan_cmd(**kw: Any) -> None:
     from heterolora.heatmap import rank_table, save_heatmap
     from heterolora.samples import read_samples
 
-    options: dict[str, Any] = {
-        "task": kw["task"],
-        "proxy": kw["proxy"],
-        "rank_set": _ints(kw["rank_set"], "--rank-set"),
-        "max_rank": kw["max_rank"],
-        "types": kw["types"].split(",") if kw["types"] else None,
-        "layers": _ints(kw["layers"], "--layers"),
-        "num_batches": kw["num_batches"],
-        "batch_size": kw["batch_size"],
-        "seed": kw["seed"],
-        "use_rslora": kw["rslora"],
-        "shortcuts": kw["shortcuts"],
-    }
-    for key in ("shortcut_mode", "shortcut_share"):
-        if kw[key] is not None:
-            options[key] = kw[key]
-    if kw["normalize"] is not None:
-        options["normalize"] = kw["normalize"]
-    if kw["head_warmup"] is not None:
-        options["head_warmup_steps"] = kw["head_warmup"]
+    options = {name: kw[name] for name in AllocationConfig.model_fields if name not in NOT_OPTIONS}
     budget = _budget(kw["budget_params"], kw["budget_like"], kw["fraction"], kw["rank"])
     if budget is not None:
         options["budget"] = budget

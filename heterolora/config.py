@@ -12,20 +12,39 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from heterolora.errors import BudgetError, ConfigError
 
-# Canonical site types. Architectures map their own module names onto these.
-LORA_TYPES = ("q", "k", "v", "o", "qkv", "gate", "up", "down")
-SHORTCUT_TYPES = ("residual1", "residual2", "shortcut_sa", "shortcut_ffn")
-PROXY_NAMES = ("constant", "grad_norm", "snip", "synflow", "alpha_test", "rank_energy")
+# The vocabulary: every name and default is defined here once; Literals, the CLI's choices, the
+# HTTP schema and the dynamic variant derive from these.
+TASK_TYPES = {"seq-cls": "SEQ_CLS", "causal-lm": "CAUSAL_LM"}  # task -> peft.TaskType
+TASKS = tuple(TASK_TYPES)
+PROXY_NAMES = ("constant", "grad_norm", "snip", "synflow", "alpha_test", "rank_energy")  # == the registry
 # Proxies that need labelled samples for seq-cls, known without importing torch (the API validates
 # with it); tests/unit/test_schemas.py checks it against the registry's `needs_labels`.
 LABEL_PROXIES = frozenset({"grad_norm", "snip", "alpha_test", "rank_energy"})
-TASKS = ("seq-cls", "causal-lm")
-MAX_TEXT_CHARS = 20_000  # per sample (text + text_pair): bounds tokenizer work and request size
-MAX_CLASSES = 1_000  # label classes of a seq-cls sample: the head has one output per class
+DEFAULT_PROXY = "rank_energy"  # the best-supported proxy in docs/quality.md
+# Canonical site types. Architectures map their own module names onto these.
+LORA_TYPES = ("q", "k", "v", "o", "qkv", "gate", "up", "down")
+SHORTCUT_TYPES = ("residual1", "residual2", "shortcut_sa", "shortcut_ffn")
+NORMALIZE_MODES = ("none", "layer", "type")
+SHORTCUT_MODES = ("combined", "separated")
+BUDGET_KINDS = ("trainable_params", "like", "fraction")
+DEFAULT_LIKE = {"r": 8, "types": ["q", "v"]}  # the default budget: as many parameters as LoRA r=8 on q, v
 DEFAULT_RANK_SET = (1, 2, 4, 8, 16, 32, 64)  # rank 1 lets a tight budget differ from uniform r=2 (docs/quality.md)
 
-Task = Literal["seq-cls", "causal-lm"]
-ProxyName = Literal["constant", "grad_norm", "snip", "synflow", "alpha_test", "rank_energy"]
+# Bounds on every size a user can ask for.
+MAX_TEXT_CHARS = 20_000  # per sample (text + text_pair): bounds tokenizer work and request size
+MAX_CLASSES = 1_000  # label classes of a seq-cls sample: the head has one output per class
+MAX_RANK = 4096  # no LoRA rank above a large model's hidden size
+MAX_PARAMS = 10**12  # a parameter budget beyond any model's size is a typo
+MAX_LAYERS = 1024
+MAX_SEED = 2**32 - 1
+MAX_ALPHA_RATIO = 1024.0
+
+Task = Literal[TASKS]  # type: ignore[valid-type]
+ProxyName = Literal[PROXY_NAMES]  # type: ignore[valid-type]
+NormalizeMode = Literal[NORMALIZE_MODES]  # type: ignore[valid-type]
+ShortcutMode = Literal[SHORTCUT_MODES]  # type: ignore[valid-type]
+BudgetKind = Literal[BUDGET_KINDS]  # type: ignore[valid-type]
+SiteType = Literal[LORA_TYPES]  # type: ignore[valid-type]
 
 
 class _Strict(BaseModel):
@@ -35,12 +54,14 @@ class _Strict(BaseModel):
 class ParamsBudget(_Strict):
     """An exact number of trainable LoRA (and shortcut) A/B parameters."""
 
-    trainable_params: int = Field(gt=0, description="Upper limit on trainable adapter parameters.")
+    trainable_params: int = Field(gt=0, le=MAX_PARAMS, description="Upper limit on trainable adapter parameters.")
 
 
 class UniformSpec(_Strict):
-    r: int = Field(gt=0, description="Rank of the uniform LoRA whose size is matched.")
-    types: list[str] = Field(default_factory=lambda: ["q", "v"], description="Site types it adapts.")
+    r: int = Field(gt=0, le=MAX_RANK, description="Rank of the uniform LoRA whose size is matched.")
+    types: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_LIKE["types"]), min_length=1, description="Site types it adapts."
+    )
 
     @field_validator("types")
     @classmethod
@@ -61,11 +82,14 @@ class FractionBudget(_Strict):
     """The paper's mode: the top `fraction` of candidate modules, each at the fixed `rank`."""
 
     fraction: float = Field(gt=0, le=1, description="Share of candidate modules switched on.")
-    rank: int = Field(default=8, gt=0, description="Rank of every selected module.")
+    rank: int = Field(default=8, gt=0, le=MAX_RANK, description="Rank of every selected module.")
 
 
 Budget = ParamsBudget | LikeBudget | FractionBudget
-BudgetKind = Literal["trainable_params", "like", "fraction"]
+
+
+def default_budget() -> LikeBudget:
+    return LikeBudget.model_validate({"like": DEFAULT_LIKE})
 
 
 def budget_kind(budget: Budget) -> BudgetKind:
@@ -79,7 +103,7 @@ def budget_kind(budget: Budget) -> BudgetKind:
 def parse_budget(value: Budget | dict | None) -> Budget:
     """Accept any of the three JSON forms (or a Budget) and return the typed form."""
     if value is None:
-        return LikeBudget(like=UniformSpec(r=8, types=["q", "v"]))
+        return default_budget()
     if isinstance(value, ParamsBudget | LikeBudget | FractionBudget):
         return value
     if not isinstance(value, dict):
@@ -111,40 +135,57 @@ def _first_error(exc: Exception) -> str:
 class AllocationConfig(_Strict):
     """Everything that decides a plan, apart from the model and the data."""
 
-    task: Task = Field(default="seq-cls", description="seq-cls (sequence classification) or causal-lm.")
-    proxy: ProxyName = Field(default="rank_energy", description="Zero-cost proxy that scores candidates.")
+    task: Task = Field(default=TASKS[0], description="seq-cls (sequence classification) or causal-lm.")
+    proxy: ProxyName = Field(default=DEFAULT_PROXY, description="Zero-cost proxy that scores candidates.")
     budget: Annotated[Budget, Field(description="One of the three budget forms.")] = Field(
-        default_factory=lambda: LikeBudget(like=UniformSpec(r=8, types=["q", "v"]))
+        default_factory=default_budget
     )
     rank_set: list[int] = Field(
-        default_factory=lambda: list(DEFAULT_RANK_SET), description="Ranks a module may receive."
+        default_factory=lambda: list(DEFAULT_RANK_SET),
+        min_length=1,
+        max_length=64,
+        json_schema_extra={"items": {"type": "integer", "minimum": 1, "maximum": MAX_RANK}},
+        description="Ranks a module may receive.",
     )
-    max_rank: int | None = Field(default=None, gt=0, description="Cap on any rank (e.g. vLLM max_lora_rank).")
-    types: list[str] | None = Field(default=None, description="Restrict candidates to these site types.")
-    layers: list[int] | None = Field(default=None, description="Restrict candidates to these layer indices.")
-    seed: int = Field(default=0, description="Seed for sampling the scoring batches and breaking ties.")
+    max_rank: int | None = Field(
+        default=None, gt=0, le=MAX_RANK, description="Cap on any rank (e.g. vLLM max_lora_rank)."
+    )
+    types: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=len(LORA_TYPES),
+        description=f"Restrict candidates to these site types ({','.join(LORA_TYPES)}).",
+    )
+    layers: list[Annotated[int, Field(ge=0, lt=MAX_LAYERS)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_LAYERS, description="Restrict candidates to these layer indices."
+    )
+    seed: int = Field(
+        default=0, ge=0, le=MAX_SEED, description="Seed for sampling the scoring batches and breaking ties."
+    )
     num_batches: int = Field(default=32, gt=0, le=1024, description="K: scoring batches.")
     batch_size: int = Field(default=8, gt=0, le=256, description="Examples per scoring batch.")
     max_length: int = Field(default=128, gt=1, le=4096, description="Token limit per example.")
-    alpha_ratio: float = Field(default=2.0, gt=0, description="lora_alpha / r, kept constant per module.")
+    alpha_ratio: float = Field(
+        default=2.0, gt=0, le=MAX_ALPHA_RATIO, description="lora_alpha / r, kept constant per module."
+    )
     use_rslora: bool = Field(default=False, description="rsLoRA scaling alpha/sqrt(r) with one alpha.")
-    normalize: Literal["none", "layer", "type"] = Field(
+    normalize: NormalizeMode = Field(
         default="layer", description="Divide scores by their layer's or type's mean before allocating."
     )
     head_warmup_steps: int = Field(
         default=0, ge=0, le=1000, description="Train only the task head this many steps before scoring."
     )
     shortcuts: bool = Field(default=False, description="Add LoRA-adapted shortcut connections.")
-    shortcut_mode: Literal["combined", "separated"] = Field(
-        default="combined", description="One ranking over both families, or a share for each."
+    shortcut_mode: ShortcutMode = Field(
+        default=SHORTCUT_MODES[0], description="One ranking over both families, or a share for each."
     )
     shortcut_share: float = Field(default=0.5, gt=0, lt=1, description="Budget share of shortcuts in separated mode.")
 
     @field_validator("rank_set")
     @classmethod
     def _ranks_positive(cls, v: list[int]) -> list[int]:
-        if not v or any(r <= 0 for r in v):
-            raise ValueError("rank_set must hold positive integers")
+        if not v or any(not 0 < r <= MAX_RANK for r in v):
+            raise ValueError(f"rank_set must hold integers from 1 to {MAX_RANK}")
         return sorted(set(v))
 
     @field_validator("types")
@@ -159,7 +200,11 @@ class AllocationConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _budget_forms(cls, data: object) -> object:
-        if isinstance(data, dict) and isinstance(data.get("budget"), dict):
+        # Any other value is one error on `budget` itself, not one per union member
+        # (pydantic's `budget.ParamsBudget`, a name the user never wrote).
+        if isinstance(data, dict) and "budget" in data and not isinstance(data["budget"], Budget):
+            if data["budget"] is None:
+                raise BudgetError("budget must be an object, e.g. {'trainable_params': 100000}", field="budget")
             data = {**data, "budget": parse_budget(data["budget"])}
         return data
 

@@ -16,7 +16,15 @@ from torch import nn
 
 from heterolora import __version__
 from heterolora.allocation import Item, allocate_ranks, normalize, scalar_curve, select_top
-from heterolora.config import SHORTCUT_TYPES, AllocationConfig, FractionBudget, LikeBudget, ParamsBudget, budget_kind
+from heterolora.config import (
+    SHORTCUT_TYPES,
+    TASK_TYPES,
+    AllocationConfig,
+    FractionBudget,
+    LikeBudget,
+    ParamsBudget,
+    budget_kind,
+)
 from heterolora.errors import BudgetError, DataError
 from heterolora.plans import BudgetInfo, ModuleEntry, Plan, build_peft_kwargs
 from heterolora.proxies import get_proxy
@@ -30,8 +38,6 @@ from heterolora.shortcuts import (
     shortcut_candidates,
     shortcut_section,
 )
-
-TASK_TYPES = {"seq-cls": "SEQ_CLS", "causal-lm": "CAUSAL_LM"}
 
 
 def _quiet(fraction: float, message: str) -> None:

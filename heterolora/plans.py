@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from heterolora.config import BudgetKind
+
 SCHEMA_VERSION = "1.0"
 
 
@@ -29,7 +31,7 @@ class ModelInfo(_Model):
 
 
 class BudgetInfo(_Model):
-    kind: Literal["trainable_params", "like", "fraction"]
+    kind: BudgetKind
     request: dict[str, Any] = Field(description="The budget exactly as requested.")
     limit: int = Field(description="Parameter limit the request resolves to on this model.")
     used: int = Field(description="Trainable adapter parameters the plan uses (LoRA A/B + shortcuts).")

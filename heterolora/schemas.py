@@ -29,7 +29,6 @@ _EXAMPLE = {
         {"text": "The cat sleeps.", "text_pair": "Stocks fell sharply today.", "label": 0},
     ],
     "budget": {"trainable_params": 100000},
-    "proxy": "grad_norm",
     "num_batches": 4,
     "batch_size": 8,
 }

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from heterolora.config import ProxyName
+from heterolora.config import DEFAULT_PROXY, MAX_SEED, ProxyName
 from heterolora.errors import ConfigError
 
 DynamicMode = Literal["lora", "combined", "separated"]
@@ -19,7 +19,7 @@ class DynamicConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    proxy: ProxyName = Field(default="grad_norm", description="Zero-cost proxy from the engine's registry.")
+    proxy: ProxyName = Field(default=DEFAULT_PROXY, description="Zero-cost proxy from the engine's registry.")
     realloc_every: int | float = Field(
         default=0.2,
         description="Re-score every N optimizer steps (int >= 1), or every fraction of an epoch (float in (0, 1]).",
@@ -44,7 +44,7 @@ class DynamicConfig(BaseModel):
     shortcut_share: float = Field(
         default=0.5, gt=0, lt=1, description="Share of active_params given to shortcuts in separated mode."
     )
-    seed: int = Field(default=0, description="Seed of the tie-break; the same in every process.")
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="Seed of the tie-break; the same in every process.")
     final: FinalSelection = Field(
         default="last",
         description="Exported plan: the last selection, or the units active most often (same budget rule).",

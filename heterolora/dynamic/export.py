@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from heterolora import __version__
+from heterolora.config import TASK_TYPES
 from heterolora.errors import ConfigError
 from heterolora.plans import BudgetInfo, ModuleEntry, Plan, build_peft_kwargs
 from heterolora.search_space import head_modules, model_info
@@ -13,7 +14,7 @@ from heterolora.search_space import head_modules, model_info
 if TYPE_CHECKING:
     from heterolora.dynamic.controller import DynamicController
 
-TASKS = {"SEQ_CLS": "seq-cls", "CAUSAL_LM": "causal-lm"}
+TASK_OF_PEFT_TYPE = {peft: task for task, peft in TASK_TYPES.items()}
 
 
 def build_plan(ctl: DynamicController, chosen: frozenset[str], final: str) -> Plan:
@@ -21,7 +22,7 @@ def build_plan(ctl: DynamicController, chosen: frozenset[str], final: str) -> Pl
 
     base = inner_model(ctl.model)
     peft_cfg = _peft_config(ctl.model)
-    task = TASKS.get(str(getattr(peft_cfg.task_type, "value", peft_cfg.task_type)), "seq-cls")
+    task = TASK_OF_PEFT_TYPE.get(str(getattr(peft_cfg.task_type, "value", peft_cfg.task_type)), "seq-cls")
     last = ctl.history[-1]["scores"]
     modules = []
     for u in ctl.units:  # LoRA units, then shortcut units
@@ -64,7 +65,7 @@ def build_plan(ctl: DynamicController, chosen: frozenset[str], final: str) -> Pl
             use_rslora=bool(peft_cfg.use_rslora),
             fan_in_fan_out=bool(peft_cfg.fan_in_fan_out),
             modules_to_save=head_modules(base) if task == "seq-cls" else None,
-            task_type=next(k for k, v in TASKS.items() if v == task),
+            task_type=TASK_TYPES[task],
         ),
         shortcuts=_shortcut_section(ctl, base, peft_cfg),
         timings={"realloc_total_s": round(sum(seconds), 4), "realloc_mean_s": round(sum(seconds) / len(seconds), 4)},

@@ -20,7 +20,7 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from heterolora.architectures import site_type
-from heterolora.engine import TASK_TYPES
+from heterolora.config import TASK_TYPES
 from heterolora.errors import ConfigError
 from heterolora.plans import ModuleEntry, Plan, build_peft_kwargs
 from heterolora.search_space import Candidate, discover, find_layers, head_modules

@@ -26,7 +26,9 @@ def test_default_plan_prints_table_and_writes_outputs(tmp_path) -> None:
     assert [line.split()[0] for line in lines[1:7]] == ["0", "1", "2", "3", "4", "5"]
     assert "of 73,728 parameters" in lines[7]
     plan = Plan.load(out)
-    assert plan.proxy == "grad_norm" and plan.model.id == "minilm" and plan.budget.kind == "like"
+    assert (
+        plan.proxy == "rank_energy" and plan.model.id
+    )  # the one default proxy (issue 12) == "minilm" and plan.budget.kind == "like"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     shown = _run("show", str(out), "--peft")
     assert json.loads(shown.stdout)["target_modules"] == plan.peft.target_modules
@@ -79,3 +81,35 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path, args: list[str], message: 
     assert message in res.output
     assert "Traceback" not in res.output
     assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+def test_every_config_field_is_a_plan_option_with_its_default_and_help() -> None:
+    from heterolora.config import AllocationConfig
+
+    options = {p.name: p for p in main.commands["plan"].params}
+    for name, field in AllocationConfig.model_fields.items():
+        if name == "budget":  # three forms: --budget-params, --budget-like, --fraction/--rank
+            assert {"budget_params", "budget_like", "fraction", "rank"} <= set(options)
+            continue
+        assert name in options, f"AllocationConfig.{name} has no `heterolora plan` option"
+        option, default = options[name], field.get_default(call_default_factory=True)
+        assert field.description and option.help.startswith(field.description)
+        if isinstance(default, list):
+            assert option.default == ",".join(map(str, default))
+        else:
+            assert option.default == default
+
+
+def test_no_arguments_means_the_library_defaults(monkeypatch) -> None:
+    import heterolora.api
+    from heterolora.config import AllocationConfig
+
+    seen = []
+
+    def record(model: str, samples: object, config: AllocationConfig, **_: object) -> None:
+        seen.append((model, samples, config))
+        raise SystemExit(0)  # stop before printing: only the call is under test
+
+    monkeypatch.setattr(heterolora.api, "plan", record)
+    CliRunner().invoke(main, ["plan"])
+    assert seen == [("minilm", None, AllocationConfig())]
