@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
+from heterolora._version import __version__ as __version__
 from heterolora.config import AllocationConfig as AllocationConfig
 from heterolora.errors import HeteroLoraError as HeteroLoraError
 from heterolora.plans import Plan as Plan

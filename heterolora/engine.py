@@ -9,16 +9,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import torch
 from torch import nn
 
-from heterolora import __version__
 from heterolora.allocation import Item, allocate_ranks, normalize, scalar_curve, select_top
 from heterolora.config import (
-    SHORTCUT_TYPES,
-    TASK_TYPES,
     AllocationConfig,
     FractionBudget,
     LikeBudget,
@@ -26,7 +22,7 @@ from heterolora.config import (
     budget_kind,
 )
 from heterolora.errors import BudgetError, DataError
-from heterolora.plans import BudgetInfo, ModuleEntry, Plan, build_peft_kwargs
+from heterolora.plans import BudgetInfo, ModuleEntry, Plan
 from heterolora.proxies import get_proxy
 from heterolora.proxies.context import Progress, ProxyContext, batch_loss
 from heterolora.search_space import Candidate, head_modules, model_info, select_sites, walk_sites
@@ -254,13 +250,13 @@ def compute_plan(
             on_scored(scored)
     progress(0.95, "allocating")
     rank_of = choose(scored, config, limit)
-    raw = scored.raw
-    scores = {n: (v[-1] if isinstance(v, list) else float(v)) for n, v in raw.items()}
-    modules = [_entry(c, rank_of[c.name], scores[c.name], config) for c in scored.sites + scored.shortcut_sites]
+    scores = {n: (v[-1] if isinstance(v, list) else float(v)) for n, v in scored.raw.items()}
+    modules = [
+        ModuleEntry.from_candidate(c, rank=rank_of[c.name], alpha=_alpha(rank_of[c.name], config), score=scores[c.name])
+        for c in scored.sites + scored.shortcut_sites
+    ]
     used = sum(m.params for m in modules)
-    plan = Plan(
-        heterolora_version=__version__,
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    plan = Plan.build(
         model=model_info(model, model_id, revision, space.num_layers),
         task=config.task,
         proxy=config.proxy,
@@ -271,17 +267,12 @@ def compute_plan(
             limit=used if isinstance(config.budget, FractionBudget) else limit,
             used=used,
         ),
-        alpha_mode="rslora" if config.use_rslora else "constant_ratio",
+        modules=modules,
+        use_rslora=config.use_rslora,
+        fan_in_fan_out=any(c.conv1d for c in scored.sites),
+        modules_to_save=head_modules(model),
         settings=config.model_dump(exclude={"task", "proxy", "seed", "budget"}) | {"batches": scored.batches},
         labels=labels or None,
-        modules=modules,
-        peft=build_peft_kwargs(
-            modules,
-            use_rslora=config.use_rslora,
-            fan_in_fan_out=any(c.conv1d for c in scored.sites),
-            modules_to_save=head_modules(model) if config.task == "seq-cls" else None,
-            task_type=TASK_TYPES[config.task],
-        ),
         shortcuts=shortcut_section(model, config, len(scored.shortcut_sites)) if scored.shortcut_sites else None,
         timings=_timings(scored, t0, computed_here),
     )
@@ -296,22 +287,7 @@ def _timings(scored: SiteScores, t0: float, computed_here: bool) -> dict[str, fl
     return {"scoring_s": round(scored.scoring_s, 4), "total_s": round(total, 4)}
 
 
-def _entry(c: Candidate, rank: int, score: float, config: AllocationConfig) -> ModuleEntry:
-    if rank == 0:
-        alpha = 0.0
-    elif config.use_rslora:
-        alpha = config.alpha_ratio * 8  # one alpha for all: scaling alpha / sqrt(r)
-    else:
-        alpha = config.alpha_ratio * rank  # alpha / r constant (EVA's convention)
-    return ModuleEntry(
-        name=c.name,
-        kind="shortcut" if c.type in SHORTCUT_TYPES else "lora",
-        type=c.type,
-        layer=c.layer,
-        rank=rank,
-        alpha=alpha,
-        score=score,
-        params=rank * c.cost_per_rank,
-        d_in=c.d_in,
-        d_out=c.d_out,
-    )
+def _alpha(rank: int, config: AllocationConfig) -> float:
+    if config.use_rslora:
+        return config.alpha_ratio * 8  # one alpha for all: scaling alpha / sqrt(r)
+    return config.alpha_ratio * rank  # alpha / r constant (EVA's convention)

@@ -1,34 +1,13 @@
-"""Ranks per layer and module type: a text table for terminals, a PNG heatmap for files."""
+"""A PNG heatmap of ranks per layer and module type (matplotlib, imported when drawing). The text
+table for terminals is `heterolora.plans.rank_table`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from heterolora.config import LORA_TYPES, SHORTCUT_TYPES
-from heterolora.plans import Plan
+from heterolora.plans import Plan, rank_grid, rank_table
 
-
-def rank_grid(plan: Plan) -> tuple[list[str], list[int], dict[tuple[str, int], int]]:
-    """(column types in canonical order, layers, {(type, layer): rank})."""
-    cells = {(m.type, m.layer): m.rank for m in plan.modules}
-    present = {t for t, _ in cells}
-    types = [t for t in (*LORA_TYPES, *SHORTCUT_TYPES) if t in present]
-    return types, list(range(plan.model.num_layers)), cells
-
-
-def rank_table(plan: Plan) -> str:
-    types, layers, cells = rank_grid(plan)
-    widths = {t: max(6, len(t) + 2) for t in types}
-    lines = ["layer" + "".join(t.rjust(widths[t]) for t in types)]
-    for layer in layers:
-        row = "".join((str(cells[(t, layer)]) if (t, layer) in cells else "-").rjust(widths[t]) for t in types)
-        lines.append(f"{layer:>5}{row}")
-    b = plan.budget
-    lines.append(
-        f"budget {b.kind}: used {b.used:,} of {b.limit:,} parameters ({100 * b.used / max(b.limit, 1):.1f}%), "
-        f"max rank {plan.max_rank}, proxy {plan.proxy}"
-    )
-    return "\n".join(lines)
+__all__ = ["rank_grid", "rank_table", "save_heatmap"]
 
 
 def save_heatmap(plan: Plan, path: str | Path) -> Path:

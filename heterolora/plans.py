@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from heterolora.config import BudgetKind
+from heterolora._version import __version__
+from heterolora.config import LORA_TYPES, SHORTCUT_TYPES, TASK_TYPES, BudgetKind
 
 SCHEMA_VERSION = "1.0"
 
@@ -37,6 +39,16 @@ class BudgetInfo(_Model):
     used: int = Field(description="Trainable adapter parameters the plan uses (LoRA A/B + shortcuts).")
 
 
+class Site(Protocol):
+    """What a plan entry needs from a candidate site (heterolora.search_space.Candidate)."""
+
+    name: str
+    type: str
+    layer: int
+    d_in: int
+    d_out: int
+
+
 class ModuleEntry(_Model):
     name: str = Field(description="Full module name in model.named_modules() (LoRA) or a shortcut id.")
     kind: Literal["lora", "shortcut"] = "lora"
@@ -48,6 +60,22 @@ class ModuleEntry(_Model):
     params: int = Field(ge=0, description="Trainable parameters at this rank: r * (d_in + d_out).")
     d_in: int
     d_out: int
+
+    @classmethod
+    def from_candidate(cls, site: Site, *, rank: int, alpha: float, score: float = 0.0) -> ModuleEntry:
+        """The entry for `site` at `rank` (0: not adapted, alpha 0)."""
+        return cls(
+            name=site.name,
+            kind="shortcut" if site.type in SHORTCUT_TYPES else "lora",
+            type=site.type,
+            layer=site.layer,
+            rank=rank,
+            alpha=alpha if rank else 0.0,
+            score=score,
+            params=rank * (site.d_in + site.d_out),
+            d_in=site.d_in,
+            d_out=site.d_out,
+        )
 
 
 class PeftKwargs(_Model):
@@ -86,6 +114,45 @@ class Plan(_Model):
         description="Machine-readable shortcut section (placement, alpha); see docs/shortcuts.md.",
     )
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds per phase.")
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        model: ModelInfo,
+        task: str,
+        proxy: str,
+        seed: int,
+        budget: BudgetInfo,
+        modules: list[ModuleEntry],
+        use_rslora: bool,
+        fan_in_fan_out: bool,
+        modules_to_save: list[str] | None,
+        settings: dict[str, Any],
+        **extra: Any,
+    ) -> Plan:
+        """A plan stamped with this version and time, its PEFT kwargs derived from `modules`.
+        `extra`: the optional sections (labels, shortcuts, timings)."""
+        return cls(
+            heterolora_version=__version__,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            model=model,
+            task=task,
+            proxy=proxy,
+            seed=seed,
+            budget=budget,
+            alpha_mode="rslora" if use_rslora else "constant_ratio",
+            settings=settings,
+            modules=modules,
+            peft=build_peft_kwargs(
+                modules,
+                use_rslora=use_rslora,
+                fan_in_fan_out=fan_in_fan_out,
+                modules_to_save=modules_to_save if task == "seq-cls" else None,
+                task_type=TASK_TYPES[task],
+            ),
+            **extra,
+        )
 
     # ---- views -------------------------------------------------------------------------
     @property
@@ -135,8 +202,6 @@ class Plan(_Model):
         return LoraConfig(**kwargs)
 
     def table(self) -> str:
-        from heterolora.heatmap import rank_table
-
         return rank_table(self)
 
 
@@ -172,3 +237,26 @@ def build_peft_kwargs(
         modules_to_save=modules_to_save or None,
         task_type=task_type,
     )
+
+
+def rank_grid(plan: Plan) -> tuple[list[str], list[int], dict[tuple[str, int], int]]:
+    """(column types in canonical order, layers, {(type, layer): rank})."""
+    cells = {(m.type, m.layer): m.rank for m in plan.modules}
+    present = {t for t, _ in cells}
+    types = [t for t in (*LORA_TYPES, *SHORTCUT_TYPES) if t in present]
+    return types, list(range(plan.model.num_layers)), cells
+
+
+def rank_table(plan: Plan) -> str:
+    types, layers, cells = rank_grid(plan)
+    widths = {t: max(6, len(t) + 2) for t in types}
+    lines = ["layer" + "".join(t.rjust(widths[t]) for t in types)]
+    for layer in layers:
+        row = "".join((str(cells[(t, layer)]) if (t, layer) in cells else "-").rjust(widths[t]) for t in types)
+        lines.append(f"{layer:>5}{row}")
+    b = plan.budget
+    lines.append(
+        f"budget {b.kind}: used {b.used:,} of {b.limit:,} parameters ({100 * b.used / max(b.limit, 1):.1f}%), "
+        f"max rank {plan.max_rank}, proxy {plan.proxy}"
+    )
+    return "\n".join(lines)

@@ -31,6 +31,7 @@ class DynamicCallback(TrainerCallback):
         resume_from: checkpoint folder to restore the mask from; by default the Trainer's own
             `output_dir/checkpoint-<global_step>` when it resumes.
         export_to: write the final Plan (JSON) here at the end of training.
+        tokenizer: the model's tokenizer, kept for the caller (heterolora.dynamic.attach sets it).
     """
 
     def __init__(
@@ -39,10 +40,12 @@ class DynamicCallback(TrainerCallback):
         *,
         resume_from: str | Path | None = None,
         export_to: str | Path | None = None,
+        tokenizer: Any = None,
     ) -> None:
         self.controller = controller
         self.resume_from = resume_from
         self.export_to = export_to
+        self.tokenizer = tokenizer
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any

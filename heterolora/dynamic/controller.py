@@ -24,9 +24,11 @@ import torch
 from torch import nn
 
 from heterolora.dynamic.config import DynamicConfig, FinalSelection
+from heterolora.dynamic.export import build_plan
+from heterolora.dynamic.prepare import default_units
 from heterolora.dynamic.scoring import Batches, score_units
 from heterolora.dynamic.selection import check_budget, score_keys, select
-from heterolora.dynamic.units import Unit, default_units
+from heterolora.dynamic.units import Unit
 from heterolora.errors import ConfigError, DataError, PlanError
 from heterolora.plans import Plan
 from heterolora.proxies import get_proxy
@@ -217,9 +219,15 @@ class DynamicController:
 
     def export_plan(self, final: FinalSelection | None = None) -> Plan:
         """A static Plan for inference or a static re-run: the final selection at its ranks."""
-        from heterolora.dynamic.export import build_plan
-
-        return build_plan(self, self.final_selection(final), final or self.config.final)
+        return build_plan(
+            self.model,
+            self.units,
+            self.config,
+            self.history,
+            model_id=self.model_id,
+            chosen=self.final_selection(final),
+            final=final or self.config.final,
+        )
 
 
 def agree(names: set[str]) -> set[str]:

@@ -13,8 +13,8 @@ import math
 
 import torch
 
-from heterolora.proxies import register_proxy
 from heterolora.proxies.context import ProxyContext, Scores, batch_loss
+from heterolora.proxies.registry import register_proxy
 
 TOLERANCE = 0.01
 MAX_BATCHES = 8

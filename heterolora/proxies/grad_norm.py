@@ -5,8 +5,8 @@ G_B = s * G_W A^T, a random projection of G_W, so scoring G_W itself keeps the s
 the projection noise.
 """
 
-from heterolora.proxies import register_proxy
 from heterolora.proxies.context import ProxyContext, Scores
+from heterolora.proxies.registry import register_proxy
 
 
 @register_proxy("grad_norm", needs_labels=True)

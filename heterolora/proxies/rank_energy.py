@@ -9,8 +9,8 @@ where one direction carries almost all of it.
 
 import torch
 
-from heterolora.proxies import register_proxy
 from heterolora.proxies.context import ProxyContext, Scores
+from heterolora.proxies.registry import register_proxy
 
 
 @register_proxy("rank_energy", needs_labels=True)

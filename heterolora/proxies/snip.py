@@ -4,8 +4,8 @@ The authors apply SNIP to the LoRA factors, where B = 0 makes it exactly zero ev
 weight's connection sensitivity is the quantity SNIP was designed for.
 """
 
-from heterolora.proxies import register_proxy
 from heterolora.proxies.context import ProxyContext, Scores
+from heterolora.proxies.registry import register_proxy
 
 
 @register_proxy("snip", needs_labels=True)

@@ -8,8 +8,8 @@ batch is used. The model is restored exactly afterwards (float64 round-trips flo
 
 import torch
 
-from heterolora.proxies import register_proxy
 from heterolora.proxies.context import ProxyContext, Scores, only_grad_for
+from heterolora.proxies.registry import register_proxy
 
 
 @register_proxy("synflow", needs_labels=False)
