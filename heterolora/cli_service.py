@@ -3,7 +3,26 @@ commands, so importing heterolora never imports them."""
 
 from __future__ import annotations
 
+import importlib
+
 import click
+
+SERVICE_MODULES = ("fastapi", "uvicorn", "celery", "redis", "pydantic_settings")  # the [service] extra
+
+
+def require_service_extra(command: str) -> None:
+    """A clear error instead of a traceback when the service extra is not installed."""
+    missing = []
+    for module in SERVICE_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise click.ClickException(
+            f"`heterolora {command}` needs the service extra: pip install 'heterolora[service]' "
+            f"(missing: {', '.join(missing)})"
+        )
 
 
 def _settings_error(exc: Exception) -> click.ClickException:
@@ -26,6 +45,7 @@ def serve_cmd(host: str, port: int, workers: int, log_level: str) -> None:
     With HETEROLORA_REDIS_URL set, jobs go to Celery workers (`heterolora worker`). Without it,
     jobs run inside this process: single-machine mode, same API.
     """
+    require_service_extra("serve")
     import uvicorn
 
     from service.settings import get_settings
@@ -49,6 +69,7 @@ def serve_cmd(host: str, port: int, workers: int, log_level: str) -> None:
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
 def worker_cmd(concurrency: int, queue: str, pool: str, hostname: str | None, loglevel: str) -> None:
     """Start a Celery worker that plans jobs from Redis (HETEROLORA_REDIS_URL)."""
+    require_service_extra("worker")
     from worker.settings import get_worker_settings
 
     try:

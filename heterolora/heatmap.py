@@ -11,8 +11,10 @@ __all__ = ["rank_grid", "rank_table", "save_heatmap"]
 
 
 def save_heatmap(plan: Plan, path: str | Path) -> Path:
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("a heatmap needs matplotlib: pip install 'heterolora[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np

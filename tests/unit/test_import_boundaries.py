@@ -41,3 +41,40 @@ def test_public_surface() -> None:
     assert heterolora.__all__ == sorted(heterolora.__all__)
     for name in heterolora.__all__:
         assert getattr(heterolora, name) is not None
+
+
+BLOCKER = """
+import importlib.abc, sys
+HEAVY = {HEAVY}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in HEAVY:
+            raise ImportError(f"{{name}} is blocked")
+sys.meta_path.insert(0, Block())
+"""
+
+
+def test_the_sdk_needs_nothing_heavier_than_pydantic_and_httpx() -> None:
+    heavy = {"torch", "transformers", "peft", "numpy", "safetensors", "tokenizers", "tqdm", "click"}
+    heavy |= {"fastapi", "uvicorn", "celery", "redis", "pydantic_settings", "matplotlib", "prometheus_client"}
+    code = BLOCKER.format(HEAVY=sorted(heavy)) + (
+        "import heterolora.client as c, heterolora\n"
+        "plan = heterolora.Plan.model_json_schema()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in HEAVY))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_serve_and_worker_name_the_missing_service_extra(monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from heterolora.cli import main
+
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # what an install without [service] looks like
+    for command in ("serve", "worker"):
+        res = CliRunner().invoke(main, [command])
+        assert res.exit_code == 1, res.output
+        assert "pip install 'heterolora[service]' (missing: fastapi)" in res.output
+        assert "Traceback" not in res.output
