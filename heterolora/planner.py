@@ -17,12 +17,11 @@ from typing import Any
 import torch
 
 from heterolora.caches import CacheKey, ModelCache
-from heterolora.config import AllocationConfig
+from heterolora.config import LABEL_PROXIES, AllocationConfig
 from heterolora.engine import compute_plan, score_key
 from heterolora.errors import HeteroLoraError
 from heterolora.loading import LoadedModel, default_device, load_model
 from heterolora.plans import Plan
-from heterolora.proxies import get_proxy
 from heterolora.proxies.context import Progress
 from heterolora.samples import Sample, builtin_sample, class_names, make_batches, normalize_samples, num_labels_of
 
@@ -48,14 +47,14 @@ def plan(
     config = config or AllocationConfig()
     report = progress or _quiet
     device = device or default_device()
+    cache = cache if cache is not None else ModelCache(size=0)  # size 0 keeps nothing
     rows, classes = checked_samples(samples, config)
     report(0.0, "loading model")
     key: CacheKey = (model, config.task, num_labels_of(classes), dtype, device)
-    loaded = cache.get(key) if cache is not None else None
+    loaded = cache.get(key)
     if loaded is None:
         loaded = load_model(model, config.task, num_labels=key[2], dtype=dtype, device=device)
-        if cache is not None:
-            cache.put(key, loaded)
+        cache.put(key, loaded)
     try:
         batches = scoring_batches(rows, classes, loaded, config)
         # Same model, revision, sample and scoring options: reuse the scores, only allocate again.
@@ -67,15 +66,14 @@ def plan(
             model_id=model,
             revision=loaded.revision,
             progress=lambda f, phase: report(LOADING_SHARE + (1 - LOADING_SHARE) * f, phase),
-            scored=cache.scores(key, score_id) if cache is not None else None,
-            on_scored=(lambda s: cache.put_scores(key, score_id, s)) if cache is not None else None,
+            scored=cache.scores(key, score_id),
+            on_scored=lambda scored: cache.put_scores(key, score_id, scored),
             labels=classes,
         )
     except HeteroLoraError:
         raise  # rejected input: raised before the model was touched
     except BaseException:
-        if cache is not None:
-            cache.discard(key)  # an interrupted run may leave the model half-restored
+        cache.discard(key)  # an interrupted run may leave the model half-restored
         raise
 
 
@@ -84,7 +82,7 @@ def checked_samples(samples: Any, config: AllocationConfig) -> tuple[list[Sample
     rows = normalize_samples(builtin_sample() if samples is None else samples, task=config.task)
     if config.task != "seq-cls":
         return rows, []
-    return rows, class_names([r["label"] for r in rows], required=get_proxy(config.proxy).needs_labels)
+    return rows, class_names([r["label"] for r in rows], required=config.proxy in LABEL_PROXIES)
 
 
 def scoring_batches(
