@@ -7,10 +7,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from heterolora.config import DEFAULT_PROXY, MAX_SEED, ProxyName
+from heterolora.config import DEFAULT_PROXY, MAX_SEED, SHORTCUT_MODES, ProxyName
 from heterolora.errors import ConfigError
 
-DynamicMode = Literal["lora", "combined", "separated"]
+DynamicMode = Literal[("lora", *SHORTCUT_MODES)]  # type: ignore[valid-type]  # lora, or a shortcut mode
 FinalSelection = Literal["last", "most_frequent"]
 
 
