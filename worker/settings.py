@@ -6,15 +6,11 @@ from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-WEEK_S = 7 * 24 * 3600
+from service.settings import CommonSettings
 
 
-class WorkerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HETEROLORA_", extra="ignore")
-
-    redis_url: str | None = Field(default=None, description="Broker and result backend; unset = embedded mode.")
+class WorkerSettings(CommonSettings):
     model_cache_size: int = Field(default=2, ge=1, le=64, description="Loaded models kept per worker process.")
     device: str | None = Field(default=None, description="cuda, cuda:1, cpu ... (default: cuda when present).")
     dtype: Literal["float32", "float16", "bfloat16"] | None = Field(default=None, description="Load dtype.")
@@ -23,8 +19,10 @@ class WorkerSettings(BaseSettings):
     visibility_timeout_s: int = Field(
         default=7200, gt=0, description="An unacknowledged job is redelivered after this (killed worker)."
     )
-    result_ttl_s: int = Field(default=WEEK_S, gt=0, description="How long results and job records are kept.")
     max_retries: int = Field(default=3, ge=0, le=10, description="Retries for transient errors only.")
+    max_redeliveries: int = Field(
+        default=2, ge=0, le=10, description="Deliveries after a worker died on the job; then it fails `worker_lost`."
+    )
     preload_models: str = Field(
         default="", description="Comma-separated model ids loaded into the cache when a worker process starts."
     )

@@ -11,15 +11,18 @@ from pathlib import Path
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import ValidationError
+from starlette.requests import Request
 
 from heterolora.errors import BudgetError, ConfigError, ModelNotAllowedError
 from service.celery_queue import run_state
 from service.deps import require_api_key
 from service.errors import Unauthorized, _validation_body
+from service.jobs import Caller
 from service.policy import check_model
+from service.records import JobError
 from service.settings import Settings
 from service.store import MemoryStore, safe_url
-from worker.app import JobError, celery_config
+from worker.app import celery_config
 from worker.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,13 +137,23 @@ def test_validation_errors_name_the_field() -> None:
     assert _validation_body({"type": "json_invalid", "loc": ("body", 1), "msg": "x"})[:2] == (400, "invalid_json")
 
 
-def test_bearer_keys() -> None:
-    s = settings()
-    require_api_key(s, f"Bearer {KEY}")
-    require_api_key(settings(api_keys=""), None)  # auth off
-    for header in (None, KEY, f"Basic {KEY}", "Bearer wrong-key-000000000", "Bearer "):
+def _request() -> Request:
+    return Request({"type": "http", "method": "GET", "path": "/", "headers": []})
+
+
+def test_bearer_keys_name_the_caller() -> None:
+    other = "o" * 24
+    s = settings(api_keys=f"team-a:{KEY},{other}")
+    caller = require_api_key(_request(), s, f"Bearer {KEY}")
+    assert caller.name == "team-a" and len(caller.tenant) == 32 and KEY not in caller.tenant
+    plain = require_api_key(_request(), s, f"Bearer {other}")
+    assert plain.name.startswith("key-") and other not in plain.name and plain.tenant != caller.tenant
+    assert require_api_key(_request(), settings(api_keys=""), None) == Caller()  # auth off
+    for header in (None, KEY, f"Basic {KEY}", "Bearer wrong-key-000000000", "Bearer ", "Bearer team-a"):
         with pytest.raises(Unauthorized):
-            require_api_key(s, header)
+            require_api_key(_request(), s, header)
+    with pytest.raises(ValidationError):
+        settings(api_keys=f"a:{KEY},a:{other}")  # names must be distinct
 
 
 def test_redis_url_credentials_stay_out_of_messages() -> None:
