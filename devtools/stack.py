@@ -22,6 +22,8 @@ import redis
 REPO = Path(__file__).resolve().parents[1]
 API_KEY = "test-key-0123456789abcdef"
 KEY_NAME = "team-test"
+OTHER_KEY = "other-key-0123456789abcdef"  # a second tenant
+OTHER_NAME = "team-other"
 MAX_SAMPLES = 64
 MAX_BODY_BYTES = 200_000
 JOB_TIMEOUT_S = 120
@@ -82,7 +84,8 @@ class RedisServer:
             stop(self.proc)
 
 
-def env_for(redis_url: str | None, model_root: Path, **extra: str) -> dict[str, str]:
+def env_for(redis_url: str | None, model_root: Path, **extra: str | None) -> dict[str, str]:
+    """The environment of every stack process; an `extra` value of None removes that variable."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HETEROLORA_")}
     env.update(
         PYTHONPATH=str(REPO),
@@ -93,13 +96,17 @@ def env_for(redis_url: str | None, model_root: Path, **extra: str) -> dict[str, 
         HETEROLORA_MODEL_ALLOWLIST="minilm,acme/*",
         HETEROLORA_MAX_SAMPLES=str(MAX_SAMPLES),
         HETEROLORA_MAX_BODY_BYTES=str(MAX_BODY_BYTES),
-        HETEROLORA_API_KEYS=f"{KEY_NAME}:{API_KEY}",
+        HETEROLORA_API_KEYS=f"{KEY_NAME}:{API_KEY},{OTHER_NAME}:{OTHER_KEY}",
         HETEROLORA_DEVICE="cpu",
         HETEROLORA_RATE_LIMIT_PER_MINUTE="0",  # the limits tests run their own stack
     )
     if redis_url:
         env["HETEROLORA_REDIS_URL"] = redis_url
-    env.update(extra)
+    for name, value in extra.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     return env
 
 
@@ -143,6 +150,23 @@ class Api:
     def stop(self) -> None:
         if self.proc is not None:
             stop(self.proc)
+
+    def rss_mb(self) -> tuple[float, float]:
+        """(resident, peak resident) memory of the API process in MB, from /proc."""
+        assert self.proc is not None
+        fields = dict(
+            line.split(":", 1) for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines() if ":" in line
+        )
+        return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """One sample's value from a Prometheus text page (0 when absent)."""
+    want = "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else ""
+    for line in text.splitlines():
+        if line.startswith(name + want + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def wait_job(http: httpx.Client, job_id: str, timeout: float = JOB_TIMEOUT_S, until: Callable | None = None) -> dict:
@@ -211,7 +235,9 @@ class Stack:
         return str(self.model_root / "tiny-bert")
 
 
-def start_stack(folder: Path, model_root: Path, *, worker: bool = True, crashing: bool = False, **extra: str) -> Stack:
+def start_stack(
+    folder: Path, model_root: Path, *, worker: bool = True, crashing: bool = False, **extra: str | None
+) -> Stack:
     """Redis, the API and (unless `worker=False`: jobs then stay queued) one worker."""
     redis_server = RedisServer(folder).start()
     env = env_for(redis_server.url, model_root, **extra)
