@@ -125,6 +125,7 @@ class Api:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
     host: str = "127.0.0.1"
+    cwd: Path = REPO
 
     @property
     def url(self) -> str:
@@ -138,7 +139,7 @@ class Api:
         cmd = self.command()
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                cmd, env=self.env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                cmd, env=self.env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
         wait_until(lambda: httpx.get(self.url + "/healthz", timeout=1).status_code == 200, 60, "API up")
         return self

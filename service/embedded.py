@@ -60,9 +60,10 @@ class EmbeddedJobQueue(JobQueue):
         with self._lock:
             self._waiting -= 1
         from heterolora.runner import JobCancelled, ModelCache  # torch: only once a job runs
-        from service.execute import run_job
+        from service.execute import isolate_working_directory, run_job
 
         if self._cache is None:
+            isolate_working_directory()  # the first job: nothing in this process needs the old one
             self._cache = ModelCache(self.worker.model_cache_size)
         started = now()
         record = self._record(job_id, RunState("running", 0.0, "starting", started))

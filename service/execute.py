@@ -6,7 +6,9 @@ Imports torch (through heterolora.runner): the API process imports it only when 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -30,6 +32,13 @@ TRANSIENT_ERRORS = (ConnectionError, TimeoutError, redis.ConnectionError, redis.
 # An absolute path not preceded by a word, a dot, a colon or a slash (so URLs stay whole).
 _PATH = re.compile(r"(?<![\w.:/~])/(?:[\w.@+-]+/)*[\w.@+-]+")
 Report = Callable[[float, str], None]
+
+
+def isolate_working_directory() -> None:
+    """Run jobs in a fresh empty folder: transformers tries a model id as a folder relative to
+    the working directory first, so a hub-style id such as `acme/tiny` could otherwise load a
+    server folder that HETEROLORA_MODEL_DIRS never allowed. A hub id stays a hub id."""
+    os.chdir(tempfile.mkdtemp(prefix="heterolora-jobs-"))
 
 
 def phase_group(phase: str) -> str:

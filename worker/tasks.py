@@ -21,7 +21,7 @@ from heterolora.errors import HeteroLoraError
 from heterolora.runner import JobCancelled, ModelCache, preload
 from heterolora.schemas import AllocateRequest
 from service import logs
-from service.execute import TRANSIENT_ERRORS, run_job
+from service.execute import TRANSIENT_ERRORS, isolate_working_directory, run_job
 from service.records import ANONYMOUS, TASK_ALLOCATE, JobError, JobRecord, deliveries_key, job_key, now, samples_key
 from service.stats import JobStats
 from service.store import RedisStore
@@ -44,9 +44,11 @@ def job_store() -> RedisStore:
 
 @worker_process_init.connect
 def _preload_models(**_: Any) -> None:
-    """Warm the cache of a new worker process (prefork pool) with HETEROLORA_PRELOAD_MODELS."""
+    """Set up a new worker process (prefork pool): logs, an empty working directory, and a cache
+    warmed with HETEROLORA_PRELOAD_MODELS."""
     settings = get_worker_settings()
     logs.configure(settings.log_format)
+    isolate_working_directory()
     ids = [m.strip() for m in settings.preload_models.split(",") if m.strip()]
     try:
         preload(model_cache(), ids, device=settings.device, dtype=settings.dtype)
