@@ -188,3 +188,18 @@ def test_task_retries_only_transient_errors() -> None:
     assert allocate.autoretry_for == TRANSIENT_ERRORS and allocate.max_retries == 3
     for error in (JobError, ConfigError, BudgetError, ModelNotAllowedError, ValueError, KeyError):
         assert not issubclass(error, TRANSIENT_ERRORS), error
+
+
+def test_metrics_key_protects_metrics() -> None:
+    from fastapi.testclient import TestClient
+
+    from service.main import create_app
+    from service.settings import get_settings
+
+    app = create_app()
+    app.dependency_overrides[get_settings] = lambda: settings(metrics_key="m" * 20)
+    with TestClient(app) as client:
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/metrics", headers={"Authorization": f"Bearer {KEY}"}).status_code == 401
+        ok = client.get("/metrics", headers={"Authorization": "Bearer " + "m" * 20})
+        assert ok.status_code == 200 and "heterolora_http_requests_total" in ok.text
