@@ -203,3 +203,13 @@ def test_metrics_key_protects_metrics() -> None:
         assert client.get("/metrics", headers={"Authorization": f"Bearer {KEY}"}).status_code == 401
         ok = client.get("/metrics", headers={"Authorization": "Bearer " + "m" * 20})
         assert ok.status_code == 200 and "heterolora_http_requests_total" in ok.text
+
+
+def test_error_messages_lose_server_paths_but_keep_the_clients() -> None:
+    from service.execute import scrub_paths
+
+    message = "cannot load model '/models/x': no file /models/x/config.json; cache at /root/.cache/hf/hub"
+    assert scrub_paths(message, "/models/x") == (
+        "cannot load model '/models/x': no file /models/x/config.json; cache at <server path>"
+    )
+    assert scrub_paths("see https://huggingface.co/acme/tiny", "acme/tiny") == "see https://huggingface.co/acme/tiny"
