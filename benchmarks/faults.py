@@ -147,7 +147,8 @@ def report(results: dict[str, Any], command: str) -> str:
             f"| jobs submitted / completed / failed `worker_lost` | {jobs['submitted']} / {jobs['completed']} / "
             f"{jobs['failed_worker_lost']} |",
             f"| jobs lost (must be 0) | {jobs['lost']} |",
-            f"| re-deliveries after a worker died | {jobs['redelivered']:.0f} (1 SIGKILLed worker, 3 for the crashing job) |",
+            f"| re-deliveries after a worker died | {jobs['redelivered']:.0f} "
+            "(1 for the SIGKILLed worker, 3 for the crashing job) |",
             f"| `/healthz` p50 / p99 with {wait['waiters']} `?wait=10` held | {wait['healthz_p50_ms']} / "
             f"{wait['healthz_p99_ms']} ms |",
             f"| API RSS before / after / peak, {flood['bodies']} x {flood['body_mb']} MB bodies | "
