@@ -155,6 +155,10 @@ def report(results: dict[str, Any], command: str) -> str:
             f"{flood['api_rss_mb_before']} / {flood['api_rss_mb_after']} / {flood['api_peak_rss_mb']} MB "
             f"(answers {flood['statuses']}) |",
             "",
+            "For reference, issue 11 measured the code before the fix (not re-run here): a job that killed its",
+            "worker was handed out forever, ~40 `?wait=8` requests stalled `/healthz` for 7-9 s, and eight",
+            "29.7 MB bodies took the API from 67 MB to a 1.31 GB peak.",
+            "",
         ]
     )
 
