@@ -213,3 +213,42 @@ def test_error_messages_lose_server_paths_but_keep_the_clients() -> None:
         "cannot load model '/models/x': no file /models/x/config.json; cache at <server path>"
     )
     assert scrub_paths("see https://huggingface.co/acme/tiny", "acme/tiny") == "see https://huggingface.co/acme/tiny"
+
+
+def test_logs_are_json_lines_or_text(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import logging
+
+    from service import logs
+
+    logs.configure("json")
+    handler = logging.getLogger(logs.LOGGER).handlers[0]
+    record = logging.LogRecord(logs.LOGGER, logging.INFO, __file__, 1, "job phase", (), None)
+    record.fields = {"job_id": "j1", "key": "team-a", "phase": "score"}
+    line = json.loads(handler.format(record))
+    assert (line["event"], line["job_id"], line["key"], line["level"]) == ("job phase", "j1", "team-a", "info")
+    logs.configure("text")
+    text = logging.getLogger(logs.LOGGER).handlers[0].format(record)
+    assert text.endswith("job phase job_id=j1 key=team-a phase=score") and not text.startswith("{")
+
+
+def test_job_stats_export_as_counters_and_cumulative_histograms() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from service.stats import JobStats, StoreCollector
+
+    store = MemoryStore(ttl_s=60)
+    stats = JobStats(store)
+    stats.count("jobs_finished", status="failed", code="worker_lost")
+    stats.count("model_cache_hits", 2)
+    for seconds in (0.05, 0.7, 100.0):
+        stats.observe("score", seconds)
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(store))
+    text = generate_latest(registry).decode()
+    assert 'heterolora_jobs_finished_total{code="worker_lost",status="failed"} 1.0' in text
+    assert "heterolora_model_cache_hits_total 2.0" in text and "heterolora_model_cache_misses_total 0.0" in text
+    assert 'heterolora_job_phase_seconds_bucket{le="0.1",phase="score"} 1.0' in text
+    assert 'heterolora_job_phase_seconds_bucket{le="1.0",phase="score"} 2.0' in text
+    assert 'heterolora_job_phase_seconds_bucket{le="+Inf",phase="score"} 3.0' in text
+    assert 'heterolora_job_phase_seconds_sum{phase="score"} 100.75' in text
