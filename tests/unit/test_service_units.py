@@ -252,3 +252,17 @@ def test_job_stats_export_as_counters_and_cumulative_histograms() -> None:
     assert 'heterolora_job_phase_seconds_bucket{le="1.0",phase="score"} 2.0' in text
     assert 'heterolora_job_phase_seconds_bucket{le="+Inf",phase="score"} 3.0' in text
     assert 'heterolora_job_phase_seconds_sum{phase="score"} 100.75' in text
+
+
+def test_every_code_the_service_sends_is_in_the_one_table() -> None:
+    import re
+
+    from heterolora.error_codes import ERROR_CODES
+    from service.errors import HTTP_CODES
+
+    sources = [*(ROOT / "service").rglob("*.py"), *(ROOT / "worker").rglob("*.py")]
+    text = "\n".join(p.read_text() for p in sources)
+    used = set(re.findall(r'\bcode="([a-z_]+)"', text)) | set(re.findall(r'JobError\(\s*"([a-z_]+)"', text))
+    used |= set(HTTP_CODES.values())
+    assert {"worker_lost", "queue_full", "rate_limited", "invalid_json"} <= used
+    assert used <= set(ERROR_CODES), used - set(ERROR_CODES)
