@@ -21,10 +21,9 @@ from service.errors import Unavailable
 from service.jobs import JobQueue, Limits, internal_error
 from service.logs import event
 from service.records import QUEUE_GPU, TASK_ALLOCATE, JobError, JobRecord, RunState, job_payload, samples_key
-from service.settings import Settings
+from service.settings import Settings, WorkerSettings
 from service.store import RedisStore, safe_url
 from worker.app import make_celery
-from worker.settings import WorkerSettings
 
 BROKER_ERRORS = (kombu.exceptions.OperationalError, redis.ConnectionError, redis.TimeoutError, ConnectionError)
 WORKER_PING_S = 1.0

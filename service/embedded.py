@@ -12,9 +12,8 @@ from typing import Any
 from heterolora.schemas import AllocateRequest
 from service.jobs import JobQueue, Limits, internal_error
 from service.records import JobError, JobRecord, RunState, job_key, now
-from service.settings import Settings
+from service.settings import Settings, WorkerSettings
 from service.store import MemoryStore
-from worker.settings import WorkerSettings
 
 
 class EmbeddedJobQueue(JobQueue):

@@ -23,9 +23,9 @@ from heterolora.schemas import AllocateRequest
 from service.errors import Unavailable
 from service.logs import event
 from service.records import JobError, cancel_key
+from service.settings import WorkerSettings
 from service.stats import JobStats
 from service.store import Store
-from worker.settings import WorkerSettings
 
 # Worth another delivery on the same input (Celery retries them); bad input never is.
 TRANSIENT_ERRORS = (ConnectionError, TimeoutError, redis.ConnectionError, redis.TimeoutError, Unavailable)
