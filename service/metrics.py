@@ -108,7 +108,10 @@ class RequestMetrics:
         finally:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "unmatched")
-            key = scope.get("state", {}).get("key_name", "-")
+            state = scope.get("state", {})
+            key = state.get("key_name", "-")
+            job_id = state.get("job_id") or scope.get("path_params", {}).get("job_id")
             REQUEST_COUNT.labels(route, scope["method"], str(status), key).inc()
             REQUEST_SECONDS.labels(route, scope["method"]).observe(seconds)
-            event("request", method=scope["method"], route=route, status=status, key=key, ms=round(1000 * seconds, 1))
+            line = {"method": scope["method"], "route": route, "status": status, "key": key}
+            event("request", **line, **({"job_id": job_id} if job_id else {}), ms=round(1000 * seconds, 1))

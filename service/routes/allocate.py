@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from heterolora.schemas import AllocateRequest, ErrorBody, JobStatus
@@ -37,6 +37,7 @@ def _submit(body: AllocateRequest, queue: JobQueue, settings: Settings, caller: 
 )
 async def allocate(
     body: AllocateRequest,
+    request: Request,
     response: Response,
     queue: JobQueueDep,
     settings: SettingsDep,
@@ -46,6 +47,7 @@ async def allocate(
 ) -> JobStatus:
     """202 with the job's status URL; 200 with the finished job when this request was already planned."""
     job = await run_in_threadpool(_submit, body, queue, settings, caller, idempotency_key)
+    request.state.job_id = job.job_id  # for the request's log line
     if wait and not job.done and queue.waiters < settings.max_waiters:
         queue.waiters += 1
         try:

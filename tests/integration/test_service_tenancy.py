@@ -4,6 +4,8 @@ identical request from another key returned the first key's job id."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 import redis
@@ -61,4 +63,10 @@ def test_redis_holds_no_api_key_and_logs_and_metrics_show_names(stack: Stack, ht
     assert API_KEY not in metrics and OTHER_KEY not in metrics
     api_log = stack.api.log.read_text()
     assert f'"key": "{KEY_NAME}"' in api_log and API_KEY not in api_log
+    lines = [json.loads(line) for line in api_log.splitlines() if line.startswith("{")]
+    posted = [x for x in lines if x["event"] == "request" and x.get("job_id") == job_id]
+    assert {(x["method"], x["route"]) for x in posted} >= {("POST", "/allocate"), ("GET", "/jobs/{job_id}")}
+    assert all(x["key"] == KEY_NAME for x in posted)
+    worker_log = stack.worker_log.read_text()
+    assert f'"event": "job phase", "job_id": "{job_id}", "key": "{KEY_NAME}"' in worker_log
     assert OTHER_NAME in stack.env["HETEROLORA_API_KEYS"]
