@@ -4,6 +4,11 @@ commands, so importing heterolora never imports them."""
 from __future__ import annotations
 
 import importlib
+import ipaddress
+import os
+import shutil
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -34,6 +39,39 @@ def _settings_error(exc: Exception) -> click.ClickException:
     return click.ClickException(str(exc))
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(settings: Any, host: str) -> str | None:
+    """Refuse an open API on a reachable address; the warning to print otherwise, if any."""
+    if settings.api_keys:
+        return None
+    if settings.auth == "disabled":
+        return (
+            f"WARNING: authentication is disabled (HETEROLORA_AUTH=disabled): anyone who reaches {host} can use the API"
+        )
+    if not is_loopback(host):
+        raise click.UsageError(
+            f"no API keys: refusing to serve on {host}, which other machines may reach. Set "
+            "HETEROLORA_API_KEYS (see docs/service.md, Security), or HETEROLORA_AUTH=disabled to run open on purpose"
+        )
+    return f"WARNING: no API keys (HETEROLORA_API_KEYS): serving on loopback {host} only, without authentication"
+
+
+def reset_multiprocess_metrics() -> None:
+    """prometheus_client's multiprocess mode reads every file in the folder: start it empty."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="HETEROLORA_HOST", help="Bind address.")
 @click.option("--port", default=8000, show_default=True, type=int, envvar="HETEROLORA_PORT")
@@ -43,7 +81,8 @@ def serve_cmd(host: str, port: int, workers: int, log_level: str) -> None:
     """Start the HTTP API under uvicorn.
 
     With HETEROLORA_REDIS_URL set, jobs go to Celery workers (`heterolora worker`). Without it,
-    jobs run inside this process: single-machine mode, same API.
+    jobs run inside this process: single-machine mode, same API. Without HETEROLORA_API_KEYS the
+    API serves only on a loopback address (unless HETEROLORA_AUTH=disabled).
     """
     require_service_extra("serve")
     import uvicorn
@@ -56,6 +95,10 @@ def serve_cmd(host: str, port: int, workers: int, log_level: str) -> None:
         raise _settings_error(exc) from None
     if settings.embedded and workers > 1:
         raise click.UsageError("single-machine mode keeps jobs in memory: use --workers 1 or set HETEROLORA_REDIS_URL")
+    warning = check_exposure(settings, host)
+    if warning:
+        click.echo(warning, err=True)
+    reset_multiprocess_metrics()
     mode = "celery workers via Redis" if settings.redis_url else "single-machine mode (jobs run in this process)"
     click.echo(f"heterolora API on http://{host}:{port}: {mode}", err=True)
     uvicorn.run("service.main:app", host=host, port=port, workers=workers, log_level=log_level)

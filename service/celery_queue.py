@@ -1,8 +1,14 @@
-"""Jobs on Celery workers through Redis. Sends by task name: this process never imports torch."""
+"""Jobs on Celery workers through Redis. Sends by task name: this process never imports torch.
+
+A task message carries the request without its samples; the sample set waits once in Redis
+under its content hash (heterolora:samples:{sha256}), shared by every job that uses it.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 from datetime import datetime
 from typing import Any
 
@@ -12,11 +18,12 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from heterolora.schemas import AllocateRequest
 from service.errors import Unavailable
-from service.jobs import JobQueue, RunState, internal_error
-from service.settings import Settings
+from service.jobs import JobQueue, Limits, internal_error
+from service.logs import event
+from service.records import QUEUE_GPU, TASK_ALLOCATE, JobError, JobRecord, RunState, job_payload, samples_key
+from service.settings import Settings, WorkerSettings
 from service.store import RedisStore, safe_url
-from worker.app import QUEUE_GPU, TASK_ALLOCATE, JobError, make_celery
-from worker.settings import WorkerSettings
+from worker.app import make_celery
 
 BROKER_ERRORS = (kombu.exceptions.OperationalError, redis.ConnectionError, redis.TimeoutError, ConnectionError)
 WORKER_PING_S = 1.0
@@ -45,24 +52,37 @@ def failure(exc: Any) -> dict[str, Any]:
     return internal_error(exc)
 
 
+def samples_hash(request: AllocateRequest) -> tuple[str, str]:
+    """(sha256, JSON) of the request's sample set."""
+    raw = json.dumps(request.model_dump(mode="json")["samples"], separators=(",", ":"))
+    return hashlib.sha256(raw.encode()).hexdigest(), raw
+
+
 class CeleryJobQueue(JobQueue):
     def __init__(self, redis_url: str, settings: Settings) -> None:
-        super().__init__(RedisStore(redis_url, settings.result_ttl_s, settings.redis_timeout_s))
+        limits = Limits(settings.max_queued_jobs, settings.rate_limit_per_minute)
+        super().__init__(RedisStore(redis_url, settings.result_ttl_s, settings.redis_timeout_s), limits)
         self.url = redis_url
         self.celery = make_celery(WorkerSettings(redis_url=redis_url, result_ttl_s=settings.result_ttl_s))
 
     def _unavailable(self, what: str) -> Unavailable:
-        return Unavailable(f"{what}: Redis at {safe_url(self.url)} is not reachable", code="broker_unavailable")
+        # Clients learn that Redis is down; where it runs goes to the log only.
+        event("redis unreachable", what=what, redis=safe_url(self.url))
+        return Unavailable(f"{what}: the job store (Redis) is not reachable", code="broker_unavailable")
 
     def _start(self, job_id: str, request: AllocateRequest) -> None:
+        digest, raw = samples_hash(request)
+        self.store.put(samples_key(digest), raw)  # once per sample set; a new job refreshes its TTL
+        payload = job_payload(request.model_dump(mode="json", exclude={"samples"}), digest)
         try:
-            self.celery.send_task(
-                TASK_ALLOCATE, args=[request.model_dump(mode="json")], task_id=job_id, queue=QUEUE_GPU
-            )
+            self.celery.send_task(TASK_ALLOCATE, args=[payload], task_id=job_id, queue=QUEUE_GPU)
         except BROKER_ERRORS:
             raise self._unavailable("cannot queue the job") from None
 
-    def _run_state(self, job_id: str, record: dict[str, Any]) -> RunState:
+    def queued(self) -> int:
+        return self.store.llen(QUEUE_GPU)
+
+    def _run_state(self, job_id: str, record: JobRecord) -> RunState:
         try:
             meta = self.celery.backend.get_task_meta(job_id)
         except BROKER_ERRORS:

@@ -1,4 +1,4 @@
-"""Request dependencies: settings, API key, job queue."""
+"""Request dependencies: settings, the caller (from the API key), job queue."""
 
 from __future__ import annotations
 
@@ -8,28 +8,36 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from service.errors import Unauthorized
-from service.jobs import JobQueue
+from service.jobs import Caller, JobQueue
 from service.settings import Settings, get_settings
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def require_api_key(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
-    """Bearer auth when HETEROLORA_API_KEYS is set."""
+def require_api_key(
+    request: Request, settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
+) -> Caller:
+    """Bearer auth when HETEROLORA_API_KEYS is set; the caller's name and tenant either way."""
     if not settings.api_keys:
-        return
+        return Caller()
     scheme, _, given = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not given:
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
     # Compare with every key, in constant time, so timing reveals neither a key nor which one matched.
-    matches = [hmac.compare_digest(given.strip().encode(), key.encode()) for key in settings.api_keys]
-    if not any(matches):
+    secret = given.strip().encode()
+    found = None
+    for key in settings.keys:
+        if hmac.compare_digest(secret, key.secret.encode()):
+            found = key
+    if found is None:
         raise Unauthorized("invalid API key")
+    request.state.key_name = found.name  # for the request log line and metrics
+    return Caller(found.name, found.tenant)
 
 
 def get_queue(request: Request) -> JobQueue:
     return request.app.state.queue
 
 
-ApiKeyDep = Depends(require_api_key)
+CallerDep = Annotated[Caller, Depends(require_api_key)]
 JobQueueDep = Annotated[JobQueue, Depends(get_queue)]

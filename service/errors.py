@@ -5,9 +5,11 @@
      ├── Unauthorized        401
      ├── JobNotFound         404
      ├── Conflict            409   idempotency key reused with another body; job not finished
+     ├── TooManyRequests     429   queue full or per-key rate limit (with Retry-After)
      └── Unavailable         503   Redis or workers unreachable (with Retry-After)
-    heterolora.errors.*            ModelNotAllowedError 403, other ConfigError/HeteroLoraError 422
+    heterolora.errors.*            the status of their code in heterolora.error_codes
     (bodies over the size cap get 413 from service.middleware, before parsing)
+Codes and their statuses are defined once, in heterolora.error_codes.
 """
 
 from __future__ import annotations
@@ -17,19 +19,28 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
-from heterolora.errors import HeteroLoraError, ModelNotAllowedError
+from heterolora.error_codes import status_of
+from heterolora.errors import HeteroLoraError
 from heterolora.schemas import ErrorBody, ErrorInfo
 
 log = logging.getLogger("heterolora.service")
 RETRY_AFTER_S = 2
-HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+# Starlette's own HTTP errors. FastAPI raises its only 400 when a body is not UTF-8 JSON it can
+# parse (bad bytes, nesting past the recursion limit): that is invalid JSON to a client.
+HTTP_CODES = {
+    400: "invalid_json",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
 
 
 class APIError(Exception):
-    status = 500
     code = "internal_error"
 
     def __init__(self, message: str, *, code: str | None = None, field: str | None = None) -> None:
@@ -38,27 +49,42 @@ class APIError(Exception):
         self.code = code or self.code
         self.field = field
 
+    @property
+    def status(self) -> int:
+        return status_of(self.code)
+
     def headers(self) -> dict[str, str]:
         return {}
 
 
 class Unauthorized(APIError):
-    status, code = 401, "unauthorized"
+    code = "unauthorized"
 
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": "Bearer"}
 
 
 class JobNotFound(APIError):
-    status, code = 404, "job_not_found"
+    code = "job_not_found"
 
 
 class Conflict(APIError):
-    status, code = 409, "conflict"
+    code = "conflict"
+
+
+class TooManyRequests(APIError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int = RETRY_AFTER_S) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class Unavailable(APIError):
-    status, code = 503, "service_unavailable"
+    code = "service_unavailable"
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(RETRY_AFTER_S)}
@@ -69,10 +95,6 @@ def error_response(
 ) -> JSONResponse:
     body = ErrorBody(error=ErrorInfo(code=code, message=message, field=field))
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
-
-
-def _library_status(exc: HeteroLoraError) -> int:
-    return 403 if isinstance(exc, ModelNotAllowedError) else 422
 
 
 def _validation_body(err: dict[str, Any]) -> tuple[int, str, str, str | None]:
@@ -88,6 +110,15 @@ def _validation_body(err: dict[str, Any]) -> tuple[int, str, str, str | None]:
     return 422, "invalid_request", f"{field}: {message}" if field else message, field or None
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's 405 names only the first route's)."""
+    methods = {"OPTIONS"}
+    for template, operations in request.app.openapi()["paths"].items():
+        if compile_path(template)[0].match(request.url.path):
+            methods |= {method.upper() for method in operations}
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api(_: Request, exc: APIError) -> JSONResponse:
@@ -95,7 +126,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HeteroLoraError)
     async def _library(_: Request, exc: HeteroLoraError) -> JSONResponse:
-        return error_response(_library_status(exc), exc.code, exc.message, exc.field)
+        return error_response(status_of(exc.code), exc.code, exc.message, exc.field)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -103,9 +134,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(status, code, message, field)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        headers = exc.headers
+        if exc.status_code == 405:
+            allow = ", ".join(allowed_methods(request))
+            if request.method == "OPTIONS":
+                return Response(status_code=204, headers={"Allow": allow})
+            headers = {**(headers or {}), "Allow": allow}
         code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+        return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -1,4 +1,4 @@
-"""The FastAPI app: POST /allocate, /jobs/{id}, health probes. `uvicorn service.main:app`."""
+"""The FastAPI app: POST /allocate, /jobs/{id}, health probes, /metrics. `uvicorn service.main:app`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from heterolora import __version__
+from service import logs
 from service.errors import install_error_handlers
 from service.jobs import JobQueue
+from service.metrics import RequestMetrics
+from service.metrics import router as metrics_router
 from service.middleware import BodySizeLimit
 from service.routes import allocate, health, jobs
 from service.settings import Settings, get_settings
@@ -37,7 +40,10 @@ def build_queue(settings: Settings) -> JobQueue:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    app.state.queue = build_queue(current_settings(app))
+    settings = current_settings(app)
+    logs.configure(settings.log_format)
+    app.state.settings = settings
+    app.state.queue = build_queue(settings)
     try:
         yield
     finally:
@@ -58,8 +64,9 @@ def create_app() -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, limit=lambda: current_settings(app).max_body_bytes)
-    for module in (allocate, jobs, health):
-        app.include_router(module.router)
+    app.add_middleware(RequestMetrics)  # outermost: counts 413s and 401s too
+    for router in (allocate.router, jobs.router, health.router, metrics_router):
+        app.include_router(router)
     return app
 
 

@@ -1,18 +1,23 @@
-"""API settings from HETEROLORA_* environment variables, behind an overridable `get_settings()`."""
+"""Settings from HETEROLORA_* environment variables. `CommonSettings` holds what the API and the
+workers share; `Settings` (the API, behind an overridable `get_settings()`) and `WorkerSettings`
+(Celery workers and the single-machine mode, which runs jobs too) extend it."""
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from worker.settings import WEEK_S
-
+WEEK_S = 7 * 24 * 3600
 MIN_KEY_CHARS = 16
 CommaList = Annotated[list[str], NoDecode]  # "a,b,c" in the environment, not JSON
+# A few thousand short samples: 4096 samples of ~400 bytes of JSON each is ~1.6 MiB.
+DEFAULT_MAX_BODY_BYTES = 2 * 2**20
 
 
 def _split(value: Any) -> Any:
@@ -21,18 +26,55 @@ def _split(value: Any) -> Any:
     return value
 
 
-class Settings(BaseSettings):
+@dataclass(frozen=True)
+class ApiKey:
+    """A bearer key and the name that logs and metrics show instead of it. `tenant` (a hash of
+    the key) owns jobs, de-duplication and idempotency keys."""
+
+    name: str
+    secret: str
+
+    @property
+    def tenant(self) -> str:
+        return hashlib.sha256(b"heterolora-tenant\x00" + self.secret.encode()).hexdigest()[:32]
+
+
+def parse_key(entry: str) -> ApiKey:
+    """`name:KEY` or a plain `KEY` (named key-<first 8 hex of its hash>)."""
+    name, sep, secret = entry.partition(":")
+    if not sep:
+        secret = entry
+        name = "key-" + hashlib.sha256(secret.encode()).hexdigest()[:8]
+    return ApiKey(name.strip(), secret.strip())
+
+
+class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HETEROLORA_", extra="ignore")
 
     redis_url: str | None = Field(default=None, description="Redis for jobs; unset = single-machine (embedded) mode.")
-    api_keys: CommaList = Field(default_factory=list, description="Bearer keys; empty = no auth.")
+    result_ttl_s: int = Field(default=WEEK_S, gt=0, description="How long job records and plans are kept.")
+    redis_timeout_s: float = Field(default=1.0, gt=0, le=10, description="Socket timeout for Redis calls.")
+    log_format: Literal["json", "text"] = Field(default="json", description="One JSON object per line, or text.")
+
+    @property
+    def embedded(self) -> bool:
+        return not self.redis_url
+
+
+class Settings(CommonSettings):
+    api_keys: CommaList = Field(default_factory=list, description="Bearer keys, `name:KEY` or `KEY`; empty = no auth.")
+    auth: Literal["required", "disabled"] = Field(
+        default="required", description="`disabled` allows serving without keys on a non-loopback address."
+    )
     model_allowlist: CommaList = Field(default_factory=lambda: ["*"], description="Glob patterns of allowed model ids.")
     model_dirs: CommaList = Field(default_factory=list, description="Folders local model paths must lie under.")
     max_samples: int = Field(default=4096, ge=1, le=1_000_000, description="Most samples in one request.")
-    max_body_bytes: int = Field(default=32 * 2**20, ge=1024, description="Larger bodies get 413.")
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024, description="Larger bodies get 413.")
     max_wait_s: float = Field(default=60.0, ge=0, le=60, description="Cap on ?wait=S.")
-    result_ttl_s: int = Field(default=WEEK_S, gt=0, description="How long job records and plans are kept.")
-    redis_timeout_s: float = Field(default=1.0, gt=0, le=10, description="Socket timeout for Redis calls.")
+    max_waiters: int = Field(default=64, ge=0, le=10_000, description="Requests held by ?wait at once, per process.")
+    max_queued_jobs: int = Field(default=100, ge=1, description="Jobs waiting for a worker; beyond it 429.")
+    rate_limit_per_minute: int = Field(default=60, ge=0, description="Submissions per API key per minute; 0 = off.")
+    metrics_key: str | None = Field(default=None, description="Bearer key for GET /metrics; unset = open.")
 
     @field_validator("api_keys", "model_allowlist", "model_dirs", mode="before")
     @classmethod
@@ -41,10 +83,13 @@ class Settings(BaseSettings):
 
     @field_validator("api_keys")
     @classmethod
-    def _keys_long(cls, keys: list[str]) -> list[str]:
-        if any(len(k) < MIN_KEY_CHARS for k in keys):
+    def _keys_long(cls, entries: list[str]) -> list[str]:
+        keys = [parse_key(e) for e in entries]
+        if any(len(k.secret) < MIN_KEY_CHARS for k in keys):
             raise ValueError(f"every API key needs at least {MIN_KEY_CHARS} characters")
-        return keys
+        if any(not k.name for k in keys) or len({k.name for k in keys}) < len(keys):
+            raise ValueError("API key names must be non-empty and distinct")
+        return entries
 
     @field_validator("model_dirs")
     @classmethod
@@ -54,8 +99,33 @@ class Settings(BaseSettings):
         return dirs
 
     @property
-    def embedded(self) -> bool:
-        return not self.redis_url
+    def keys(self) -> list[ApiKey]:
+        return [parse_key(e) for e in self.api_keys]
+
+
+class WorkerSettings(CommonSettings):
+    model_cache_size: int = Field(default=2, ge=1, le=64, description="Loaded models kept per worker process.")
+    device: str | None = Field(default=None, description="cuda, cuda:1, cpu ... (default: cuda when present).")
+    dtype: Literal["float32", "float16", "bfloat16"] | None = Field(default=None, description="Load dtype.")
+    soft_time_limit_s: int = Field(default=1800, gt=0, description="Job gets SoftTimeLimitExceeded after this.")
+    time_limit_s: int = Field(default=1900, gt=0, description="Job process is killed after this.")
+    visibility_timeout_s: int = Field(
+        default=7200, gt=0, description="An unacknowledged job is redelivered after this (killed worker)."
+    )
+    max_retries: int = Field(default=3, ge=0, le=10, description="Retries for transient errors only.")
+    max_redeliveries: int = Field(
+        default=2, ge=0, le=10, description="Deliveries after a worker died on the job; then it fails `worker_lost`."
+    )
+    preload_models: str = Field(
+        default="", description="Comma-separated model ids loaded into the cache when a worker process starts."
+    )
+
+    @model_validator(mode="after")
+    def _limits_ordered(self) -> WorkerSettings:
+        # A visibility timeout below the hard limit would hand a running job to a second worker.
+        if not self.soft_time_limit_s < self.time_limit_s < self.visibility_timeout_s:
+            raise ValueError("need soft_time_limit_s < time_limit_s < visibility_timeout_s")
+        return self
 
 
 @lru_cache

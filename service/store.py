@@ -6,6 +6,7 @@ set-if-absent, compare-and-swap and plain reads.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from service.errors import Unavailable
+
+log = logging.getLogger("heterolora.service")
 
 T = TypeVar("T")
 # Swap `key` from ARGV[1] to ARGV[2] only if nobody changed it meanwhile.
@@ -34,6 +37,8 @@ class Store(Protocol):
     def put(self, key: str, value: str, *, only_new: bool = False) -> bool: ...
     def swap(self, key: str, old: str, new: str) -> bool: ...
     def delete(self, *keys: str) -> None: ...
+    def incr(self, key: str, field: str, amount: float = 1, *, ttl_s: int | None = None) -> float: ...
+    def counts(self, key: str) -> dict[str, float]: ...
     def ping(self) -> None: ...
 
 
@@ -62,9 +67,10 @@ class RedisStore:
         try:
             return fn()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Where Redis runs goes to the log, not to clients.
+            log.warning("Redis at %s is not reachable (%s)", safe_url(self.url), type(exc).__name__)
             raise Unavailable(
-                f"job store unavailable: Redis at {safe_url(self.url)} is not reachable ({type(exc).__name__})",
-                code="broker_unavailable",
+                f"job store unavailable: Redis is not reachable ({type(exc).__name__})", code="broker_unavailable"
             ) from None
 
     def get(self, key: str) -> str | None:
@@ -79,6 +85,26 @@ class RedisStore:
     def delete(self, *keys: str) -> None:
         self._call(lambda: self.client.delete(*keys))
 
+    def incr(self, key: str, field: str, amount: float = 1, *, ttl_s: int | None = None) -> float:
+        """Add `amount` to a hash field. The hash expires `ttl_s` after its creation (default: the
+        store's TTL; 0: never, for counters)."""
+        ttl = self.ttl_s if ttl_s is None else ttl_s
+
+        def run() -> float:
+            with self.client.pipeline() as pipe:
+                pipe.hincrbyfloat(key, field, amount)
+                if ttl:
+                    pipe.expire(key, ttl, nx=True)
+                return float(pipe.execute()[0])
+
+        return self._call(run)
+
+    def counts(self, key: str) -> dict[str, float]:
+        return {k: float(v) for k, v in self._call(lambda: self.client.hgetall(key)).items()}
+
+    def llen(self, key: str) -> int:
+        return int(self._call(lambda: self.client.llen(key)))
+
     def ping(self) -> None:
         self._call(self.client.ping)
 
@@ -89,6 +115,7 @@ class MemoryStore:
     def __init__(self, ttl_s: int) -> None:
         self.ttl_s = ttl_s
         self._items: dict[str, tuple[str, float]] = {}
+        self._hashes: dict[str, tuple[dict[str, float], float]] = {}
         self._lock = threading.Lock()
 
     def _live(self, key: str) -> str | None:
@@ -123,6 +150,34 @@ class MemoryStore:
         with self._lock:
             for key in keys:
                 self._items.pop(key, None)
+                self._hashes.pop(key, None)
+
+    def incr(self, key: str, field: str, amount: float = 1, *, ttl_s: int | None = None) -> float:
+        ttl = self.ttl_s if ttl_s is None else ttl_s
+        with self._lock:
+            fields = self._live_hash(key)
+            if fields is None:
+                fields = {}
+                self._hashes[key] = (fields, time.monotonic() + ttl if ttl else float("inf"))
+                self._drop_expired_hashes()
+            fields[field] = fields.get(field, 0.0) + amount
+            return fields[field]
+
+    def counts(self, key: str) -> dict[str, float]:
+        with self._lock:
+            return dict(self._live_hash(key) or {})
+
+    def _live_hash(self, key: str) -> dict[str, float] | None:
+        item = self._hashes.get(key)
+        if item is None or item[1] < time.monotonic():
+            self._hashes.pop(key, None)
+            return None
+        return item[0]
+
+    def _drop_expired_hashes(self) -> None:
+        if len(self._hashes) % 256 == 0:
+            for stale in [k for k, (_, until) in self._hashes.items() if until < time.monotonic()]:
+                del self._hashes[stale]
 
     def ping(self) -> None:
         return None

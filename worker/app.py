@@ -8,31 +8,11 @@ from typing import Any
 from celery import Celery
 from celery.signals import celeryd_init
 
+from service.records import QUEUE_GPU, TASK_ALLOCATE
 from worker.settings import WorkerSettings, get_worker_settings
 
-TASK_ALLOCATE = "heterolora.allocate"
-QUEUE_GPU = "gpu"
 # Lets `import worker.app` work without Redis configured; a worker refuses to start on it.
 UNCONFIGURED_URL = "redis://unconfigured.invalid:6379/0"
-
-
-def job_key(job_id: str) -> str:
-    return f"heterolora:job:{job_id}"
-
-
-def cancel_key(job_id: str) -> str:
-    return f"heterolora:cancel:{job_id}"
-
-
-class JobError(Exception):
-    """A job failure as clients see it. Its args are plain strings, so it survives the result
-    backend's JSON round trip and is rebuilt as this class in the API."""
-
-    def __init__(self, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(code, message, field)
-        self.code = code
-        self.message = message
-        self.field = field
 
 
 def celery_config(settings: WorkerSettings) -> dict[str, Any]:

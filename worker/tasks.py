@@ -1,26 +1,34 @@
-"""The planning task: thin glue between Celery and heterolora.runner (which imports torch)."""
+"""The planning task: thin glue between Celery and service.execute (which imports torch).
+
+Deliveries are counted in Redis (heterolora:deliveries:{id}): `open` goes up when a delivery
+starts and down when it ends in any way Python sees. A delivery that finds earlier ones still
+open follows a worker that died on the job (killed, out of memory). After
+HETEROLORA_MAX_REDELIVERIES such re-deliveries the job fails with `worker_lost` instead of
+killing worker after worker.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
 from functools import lru_cache
 from typing import Any
 
-import redis
-from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from celery.exceptions import Ignore
 from celery.signals import worker_process_init
 from celery.utils.log import get_task_logger
 
 from heterolora.errors import HeteroLoraError
-from heterolora.runner import JobCancelled, ModelCache, preload, run_request
+from heterolora.runner import JobCancelled, ModelCache, preload
 from heterolora.schemas import AllocateRequest
-from worker.app import TASK_ALLOCATE, JobError, cancel_key, celery_app
+from service import logs
+from service.execute import TRANSIENT_ERRORS, isolate_working_directory, run_job
+from service.records import ANONYMOUS, TASK_ALLOCATE, JobError, JobRecord, deliveries_key, job_key, now, samples_key
+from service.stats import JobStats
+from service.store import RedisStore
+from worker.app import celery_app
 from worker.settings import get_worker_settings
 
 log = get_task_logger(__name__)
-
-# Worth another try on the same input; bad input (HeteroLoraError) never is.
-TRANSIENT_ERRORS = (ConnectionError, TimeoutError, redis.ConnectionError, redis.TimeoutError)
 
 
 @lru_cache(maxsize=1)
@@ -28,15 +36,49 @@ def model_cache() -> ModelCache:
     return ModelCache(get_worker_settings().model_cache_size)
 
 
+@lru_cache(maxsize=1)
+def job_store() -> RedisStore:
+    settings = get_worker_settings()
+    return RedisStore(settings.redis_url or "", settings.result_ttl_s, max(settings.redis_timeout_s, 5.0))
+
+
 @worker_process_init.connect
 def _preload_models(**_: Any) -> None:
-    """Warm the cache of a new worker process (prefork pool) with HETEROLORA_PRELOAD_MODELS."""
+    """Set up a new worker process (prefork pool): logs, an empty working directory, and a cache
+    warmed with HETEROLORA_PRELOAD_MODELS."""
     settings = get_worker_settings()
+    logs.configure(settings.log_format)
+    isolate_working_directory()
     ids = [m.strip() for m in settings.preload_models.split(",") if m.strip()]
     try:
         preload(model_cache(), ids, device=settings.device, dtype=settings.dtype)
     except HeteroLoraError as exc:  # a bad id must not keep the worker from serving other models
         log.error("preload failed: %s", exc.message)
+
+
+def start_delivery(store: RedisStore, job_id: str, max_redeliveries: int) -> None:
+    """Count this delivery; fail the job when earlier workers died on it too often."""
+    store.incr(deliveries_key(job_id), "started")
+    open_deliveries = int(store.incr(deliveries_key(job_id), "open"))
+    lost = open_deliveries - 1  # earlier deliveries that never ended: their worker died
+    if lost > 0:
+        JobStats(store).count("worker_lost_redeliveries")
+        log.warning("job %s: delivery after %d lost worker(s)", job_id, lost)
+    if lost > max_redeliveries:
+        JobStats(store).count("jobs_finished", status="failed", code="worker_lost")
+        raise JobError(
+            "worker_lost",
+            f"the worker running this job died {lost} times (killed, or out of memory); "
+            f"it was re-delivered {max_redeliveries} times and is not retried again",
+        )
+
+
+def load_request(store: RedisStore, payload: dict[str, Any]) -> AllocateRequest:
+    """The request of a task message: its options plus the sample set stored under its hash."""
+    raw = store.get(samples_key(payload["samples"]))
+    if raw is None:
+        raise JobError("internal_error", "the job's samples expired from the job store before it ran")
+    return AllocateRequest.model_validate({**payload["request"], "samples": json.loads(raw)})
 
 
 @celery_app.task(
@@ -51,23 +93,30 @@ def _preload_models(**_: Any) -> None:
 def allocate(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
     job_id = self.request.id
     settings = get_worker_settings()
-    started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
-
-    def progress(fraction: float, phase: str) -> None:
-        if self.backend.client.exists(cancel_key(job_id)):
-            raise JobCancelled(job_id)
-        meta = {"fraction": round(fraction, 4), "phase": phase, "started_at": started_at}
-        self.update_state(state="PROGRESS", meta=meta)
-
+    store = job_store()
+    start_delivery(store, job_id, settings.max_redeliveries)
     try:
-        request = AllocateRequest.model_validate(payload)
-        plan = run_request(
-            request, cache=model_cache(), device=settings.device, dtype=settings.dtype, progress=progress
+        raw = store.get(job_key(job_id))
+        record = JobRecord.loads(raw) if raw else None
+        started_at = now()
+
+        def report(fraction: float, phase: str) -> None:
+            self.update_state(
+                state="PROGRESS", meta={"fraction": round(fraction, 4), "phase": phase, "started_at": started_at}
+            )
+
+        plan = run_job(
+            job_id,
+            load_request(store, payload),
+            cache=model_cache(),
+            settings=settings,
+            store=store,
+            report=report,
+            key_name=record.key_name if record else ANONYMOUS,
+            created_at=record.created_at if record else None,
         )
     except JobCancelled:
         raise Ignore() from None  # the API already reports the job as cancelled
-    except HeteroLoraError as exc:
-        raise JobError(exc.code, exc.message, exc.field) from None
-    except SoftTimeLimitExceeded:
-        raise JobError("timeout", f"the job ran past its time limit of {settings.soft_time_limit_s}s") from None
-    return {"plan": plan.model_dump(mode="json"), "started_at": started_at}
+    finally:
+        store.incr(deliveries_key(job_id), "open", -1)
+    return {"plan": plan, "started_at": started_at}

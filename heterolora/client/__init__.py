@@ -15,6 +15,7 @@ from heterolora.client._errors import InternalServerError as InternalServerError
 from heterolora.client._errors import JobFailed as JobFailed
 from heterolora.client._errors import NotFound as NotFound
 from heterolora.client._errors import PermissionDenied as PermissionDenied
+from heterolora.client._errors import RateLimited as RateLimited
 from heterolora.client._errors import ServiceUnavailable as ServiceUnavailable
 from heterolora.client._errors import Timeout as Timeout
 from heterolora.client._errors import Unauthorized as Unauthorized
@@ -34,6 +35,7 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "Plan",
+    "RateLimited",
     "ServiceUnavailable",
     "Timeout",
     "Unauthorized",

@@ -1,4 +1,5 @@
-"""Errors the SDK raises, and the one function that maps an HTTP status to a class.
+"""Errors the SDK raises, and the one function that maps an error body to a class: by its code,
+through heterolora.error_codes (the service's own table), else by the HTTP status.
 
 APIError (HeteroLoraError)
  ├── APIConnectionError        the service could not be reached (after retries)
@@ -9,6 +10,7 @@ APIError (HeteroLoraError)
  │    ├── PermissionDenied     403: model not allowed
  │    ├── NotFound             404
  │    ├── Conflict             409
+ │    ├── RateLimited          429: queue full or per-key rate limit (after retries)
  │    ├── ServiceUnavailable   503 (after retries)
  │    └── InternalServerError  other 5xx
  └── JobFailed                 the job ended failed or cancelled: .code, .message, .field, .job
@@ -20,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from heterolora.error_codes import Kind, kind_of
 from heterolora.errors import HeteroLoraError
 from heterolora.schemas import JobStatus
 
@@ -71,6 +74,10 @@ class Conflict(APIStatusError):
     pass
 
 
+class RateLimited(APIStatusError):
+    pass
+
+
 class ServiceUnavailable(APIStatusError):
     pass
 
@@ -89,6 +96,17 @@ class JobFailed(APIError):
         self.job = job
 
 
+_BY_KIND: dict[Kind, type[APIStatusError]] = {
+    "bad_request": BadRequest,
+    "unauthorized": Unauthorized,
+    "forbidden": PermissionDenied,
+    "not_found": NotFound,
+    "conflict": Conflict,
+    "rate_limited": RateLimited,
+    "unavailable": ServiceUnavailable,
+    "internal": InternalServerError,
+}
+# For answers without a known code (a proxy's 502, an older service).
 _BY_STATUS: dict[int, type[APIStatusError]] = {
     400: BadRequest,
     401: Unauthorized,
@@ -97,6 +115,7 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
     409: Conflict,
     413: BadRequest,
     422: BadRequest,
+    429: RateLimited,
     503: ServiceUnavailable,
 }
 
@@ -108,5 +127,9 @@ def error_for(response: httpx.Response) -> APIStatusError:
         body = {}
     if not isinstance(body, dict):
         body = {}
+    info = body.get("error") if isinstance(body.get("error"), dict) else {}
+    kind = kind_of(str(info.get("code", "")))
+    if kind is not None:
+        return _BY_KIND[kind](response, body)
     default = InternalServerError if response.status_code >= 500 else APIStatusError
     return _BY_STATUS.get(response.status_code, default)(response, body)

@@ -9,12 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
-from stack_harness import API_KEY, MAX_BODY_BYTES, MAX_SAMPLES, Stack, received, wait_job
 
+from devtools.stack import API_KEY, MAX_BODY_BYTES, MAX_SAMPLES, Stack, received, wait_job
 from heterolora.samples import builtin_sample
 
 pytestmark = pytest.mark.integration
-pytest_plugins = ("stack_harness",)  # fixtures: stack, http, model_root
+pytest_plugins = ("stack_fixtures",)  # fixtures: stack, http, model_root
 SAMPLES = builtin_sample()[:16]
 
 
@@ -144,6 +144,10 @@ def test_wait_over_60_is_rejected(stack: Stack, http: httpx.Client) -> None:
 def test_malformed_json_and_oversized_bodies(http: httpx.Client) -> None:
     r = http.post("/allocate", content=b"{not json", headers={"Content-Type": "application/json"})
     assert (r.status_code, error(r)["code"]) == (400, "invalid_json")
+    # Bytes that are not UTF-8, and nesting past the parser's depth, were `http_400` before.
+    for bad in (b'{"model_id": "\xff\xfe"}', b"[" * 100_000):
+        r = http.post("/allocate", content=bad, headers={"Content-Type": "application/json"})
+        assert (r.status_code, error(r)["code"]) == (400, "invalid_json"), bad[:20]
     big = b'{"model_id": "minilm", "samples": [{"text": "' + b"x" * MAX_BODY_BYTES + b'"}]}'
     r = http.post("/allocate", content=big, headers={"Content-Type": "application/json"})
     assert (r.status_code, error(r)["code"]) == (413, "payload_too_large")
@@ -227,6 +231,7 @@ def test_cancel_queued_and_running_jobs(stack: Stack, http: httpx.Client) -> Non
     for job_id in (running, queued):
         job = http.get(f"/jobs/{job_id}").json()
         assert job["status"] == "cancelled" and "plan" not in job
+        assert job["finished_at"] >= job["created_at"]  # a cancelled job has ended
     log = stack.worker_log.read_text()
     assert f"heterolora.allocate[{queued}] succeeded" not in log
     assert f"heterolora.allocate[{running}] succeeded" not in log
@@ -249,7 +254,18 @@ def test_openapi_has_examples_and_operation_ids(http: httpx.Client) -> None:
     assert {"/allocate", "/jobs/{job_id}", "/jobs/{job_id}/heatmap.png", "/healthz", "/readyz"} <= set(spec["paths"])
     assert spec["paths"]["/allocate"]["post"]["operationId"] == "allocate-allocate"
     assert spec["components"]["schemas"]["AllocateRequest"]["examples"][0]["model_id"] == "minilm"
+    assert {"404", "409"} <= set(spec["paths"]["/jobs/{job_id}/heatmap.png"]["get"]["responses"])
+    assert "429" in spec["paths"]["/allocate"]["post"]["responses"]
     assert http.get("/docs").status_code == 200
+
+
+def test_options_and_405_list_every_method_of_the_path(http: httpx.Client) -> None:
+    r = http.options("/jobs/0123")
+    assert r.status_code == 204 and r.headers["Allow"] == "DELETE, GET, OPTIONS"  # was "GET"
+    r = http.put("/jobs/0123")
+    assert (r.status_code, error(r)["code"]) == (405, "method_not_allowed")
+    assert r.headers["Allow"] == "DELETE, GET, OPTIONS"
+    assert http.options("/allocate").headers["Allow"] == "OPTIONS, POST"
 
 
 def test_cached_allocate_latency(stack: Stack, http: httpx.Client) -> None:

@@ -3,18 +3,19 @@ with the same API semantics. No Redis, no worker."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from stack_harness import API_KEY, Api, env_for, wait_job
 
+from devtools.stack import API_KEY, Api, env_for, wait_job
 from heterolora.client import Client, JobFailed
 from heterolora.samples import builtin_sample
 
 pytestmark = pytest.mark.integration
-pytest_plugins = ("stack_harness",)  # fixture: model_root
+pytest_plugins = ("stack_fixtures",)  # fixture: model_root
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +63,32 @@ def test_embedded_failures_and_cancel(api: Api) -> None:
             client.wait(slow.job_id, timeout=60)
         assert cancelled.value.code == "cancelled"
         assert client.job(slow.job_id).status == "cancelled"
+        assert client.job(slow.job_id).finished_at is not None
+
+
+@pytest.fixture(scope="module")
+def strict(tmp_path_factory: pytest.TempPathFactory, model_root: Path) -> Iterator[Api]:
+    """Single-machine mode with a 2 s soft time limit, started in a folder that holds
+    `acme/tiny-bert`, a hub-style id that must never load from the working directory."""
+    folder = tmp_path_factory.mktemp("strict")
+    shutil.copytree(model_root / "tiny-bert", folder / "acme" / "tiny-bert")
+    limits = {
+        "HETEROLORA_SOFT_TIME_LIMIT_S": "2",
+        "HETEROLORA_TIME_LIMIT_S": "3",
+        "HETEROLORA_VISIBILITY_TIMEOUT_S": "4",
+    }
+    running = Api(env_for(None, model_root, **limits), folder / "api.log", cwd=folder).start()
+    yield running
+    running.stop()
+
+
+def test_embedded_soft_time_limit_and_hub_ids_are_not_folders(strict: Api) -> None:
+    with Client(strict.url, api_key=API_KEY) as client:
+        with pytest.raises(JobFailed) as local:
+            client.plan("acme/tiny-bert", builtin_sample()[:8], num_batches=1, batch_size=4, timeout=120)
+        assert local.value.code == "model_not_found"  # offline hub id, not the folder in the CWD
+        assert str(strict.cwd) not in str(local.value) and "/tmp" not in str(local.value)
+        with pytest.raises(JobFailed) as slow:  # MiniLM, 256 batches: far past 2 s
+            client.plan("minilm", builtin_sample()[:64], num_batches=256, batch_size=4, timeout=120)
+        assert slow.value.code == "timeout" and "2s" in str(slow.value)
+        assert slow.value.job.finished_at is not None

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
-from stack_harness import API_KEY, Stack
+import uuid
 
+import pytest
+
+from devtools.stack import API_KEY, Stack
 from heterolora.client import BadRequest, Client, JobFailed, PermissionDenied, Timeout, Unauthorized
 from heterolora.samples import builtin_sample
 
 pytestmark = pytest.mark.integration
-pytest_plugins = ("stack_harness",)  # fixtures: stack, model_root
+pytest_plugins = ("stack_fixtures",)  # fixtures: stack, model_root
 OPTIONS = {"num_batches": 2, "batch_size": 4, "max_length": 48}
 
 
@@ -40,6 +42,11 @@ def test_three_line_pipeline(stack: Stack) -> None:
     assert lora == plan.budget.used
 
 
+def uuid_seed() -> int:
+    """A seed no earlier run used, so the request is new (not an already finished plan)."""
+    return uuid.uuid4().int % 2**31
+
+
 def test_typed_errors(stack: Stack) -> None:
     samples = builtin_sample()[:8]
     with Client(stack.api.url, api_key=API_KEY) as client:
@@ -52,8 +59,12 @@ def test_typed_errors(stack: Stack) -> None:
         with pytest.raises(JobFailed) as failed:
             client.plan("acme/missing", samples, {"trainable_params": 3000}, **OPTIONS)
         assert failed.value.code == "model_not_found" and failed.value.field == "model_id"
-        with pytest.raises(Timeout):
-            client.plan(stack.tiny, samples, {"trainable_params": 3001}, timeout=0.01, **OPTIONS)
+        # A MiniLM job scores for seconds, and a fresh request is never finished when POST answers:
+        # it cannot end within the timeout (a tiny model with reused scores once could).
+        with pytest.raises(Timeout) as slow:
+            client.plan("minilm", builtin_sample()[:32], timeout=0.01, num_batches=8, batch_size=4, seed=uuid_seed())
+        assert slow.value.job is not None and not slow.value.job.done
+        client.cancel(slow.value.job.job_id)
     with Client(stack.api.url) as anon, pytest.raises(Unauthorized):
         anon.job("0123")
 

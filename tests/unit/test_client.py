@@ -216,3 +216,36 @@ def test_client_does_not_import_torch() -> None:
     code = "import sys, heterolora.client; print('torch' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_every_wire_code_maps_to_one_class() -> None:
+    """The SDK's classes come from heterolora.error_codes, the table the service answers with."""
+    from heterolora.client import RateLimited, ServiceUnavailable
+    from heterolora.error_codes import ERROR_CODES
+
+    expected = {
+        "bad_request": BadRequest,
+        "unauthorized": Unauthorized,
+        "forbidden": PermissionDenied,
+        "not_found": NotFound,
+        "conflict": Conflict,
+        "rate_limited": RateLimited,
+        "unavailable": ServiceUnavailable,
+        "internal": InternalServerError,
+    }
+    for code, (status, kind) in ERROR_CODES.items():
+        if status == 0:
+            continue  # job-only codes arrive inside a JobStatus, not as an HTTP error
+        client, _ = client_for(lambda r, status=status, code=code: error(status, code))
+        with pytest.raises(expected[kind]) as exc:
+            client.job("j1")
+        assert exc.value.code == code and exc.value.status == status
+
+
+def test_engine_error_codes_are_wire_codes() -> None:
+    import heterolora.errors as engine_errors
+    from heterolora.error_codes import ERROR_CODES
+
+    classes = [c for c in vars(engine_errors).values() if isinstance(c, type) and issubclass(c, Exception)]
+    codes = {c.code for c in classes if hasattr(c, "code")}
+    assert codes and codes <= set(ERROR_CODES), codes - set(ERROR_CODES)

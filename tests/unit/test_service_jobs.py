@@ -10,9 +10,9 @@ import pytest
 
 from heterolora.schemas import AllocateRequest
 from service.errors import Conflict, JobNotFound, Unavailable
-from service.jobs import JobQueue, RunState
+from service.jobs import JobQueue
+from service.records import RunState, job_key
 from service.store import MemoryStore
-from worker.app import job_key
 
 
 class ManualQueue(JobQueue):

@@ -11,15 +11,18 @@ from pathlib import Path
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import ValidationError
+from starlette.requests import Request
 
 from heterolora.errors import BudgetError, ConfigError, ModelNotAllowedError
 from service.celery_queue import run_state
 from service.deps import require_api_key
 from service.errors import Unauthorized, _validation_body
+from service.jobs import Caller
 from service.policy import check_model
+from service.records import JobError
 from service.settings import Settings
 from service.store import MemoryStore, safe_url
-from worker.app import JobError, celery_config
+from worker.app import celery_config
 from worker.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,13 +137,23 @@ def test_validation_errors_name_the_field() -> None:
     assert _validation_body({"type": "json_invalid", "loc": ("body", 1), "msg": "x"})[:2] == (400, "invalid_json")
 
 
-def test_bearer_keys() -> None:
-    s = settings()
-    require_api_key(s, f"Bearer {KEY}")
-    require_api_key(settings(api_keys=""), None)  # auth off
-    for header in (None, KEY, f"Basic {KEY}", "Bearer wrong-key-000000000", "Bearer "):
+def _request() -> Request:
+    return Request({"type": "http", "method": "GET", "path": "/", "headers": []})
+
+
+def test_bearer_keys_name_the_caller() -> None:
+    other = "o" * 24
+    s = settings(api_keys=f"team-a:{KEY},{other}")
+    caller = require_api_key(_request(), s, f"Bearer {KEY}")
+    assert caller.name == "team-a" and len(caller.tenant) == 32 and KEY not in caller.tenant
+    plain = require_api_key(_request(), s, f"Bearer {other}")
+    assert plain.name.startswith("key-") and other not in plain.name and plain.tenant != caller.tenant
+    assert require_api_key(_request(), settings(api_keys=""), None) == Caller()  # auth off
+    for header in (None, KEY, f"Basic {KEY}", "Bearer wrong-key-000000000", "Bearer ", "Bearer team-a"):
         with pytest.raises(Unauthorized):
-            require_api_key(s, header)
+            require_api_key(_request(), s, header)
+    with pytest.raises(ValidationError):
+        settings(api_keys=f"a:{KEY},a:{other}")  # names must be distinct
 
 
 def test_redis_url_credentials_stay_out_of_messages() -> None:
@@ -175,3 +188,90 @@ def test_task_retries_only_transient_errors() -> None:
     assert allocate.autoretry_for == TRANSIENT_ERRORS and allocate.max_retries == 3
     for error in (JobError, ConfigError, BudgetError, ModelNotAllowedError, ValueError, KeyError):
         assert not issubclass(error, TRANSIENT_ERRORS), error
+
+
+def test_metrics_key_protects_metrics() -> None:
+    from fastapi.testclient import TestClient
+
+    from service.main import create_app
+    from service.settings import get_settings
+
+    app = create_app()
+    app.dependency_overrides[get_settings] = lambda: settings(metrics_key="m" * 20)
+    with TestClient(app) as client:
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/metrics", headers={"Authorization": f"Bearer {KEY}"}).status_code == 401
+        ok = client.get("/metrics", headers={"Authorization": "Bearer " + "m" * 20})
+        assert ok.status_code == 200 and "heterolora_http_requests_total" in ok.text
+
+
+def test_error_messages_lose_server_paths_but_keep_the_clients() -> None:
+    from service.execute import scrub_paths
+
+    message = "cannot load model '/models/x': no file /models/x/config.json; cache at /root/.cache/hf/hub"
+    assert scrub_paths(message, "/models/x") == (
+        "cannot load model '/models/x': no file /models/x/config.json; cache at <server path>"
+    )
+    assert scrub_paths("see https://huggingface.co/acme/tiny", "acme/tiny") == "see https://huggingface.co/acme/tiny"
+
+
+def test_logs_are_json_lines_or_text(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import logging
+
+    from service import logs
+
+    logs.configure("json")
+    handler = logging.getLogger(logs.LOGGER).handlers[0]
+    record = logging.LogRecord(logs.LOGGER, logging.INFO, __file__, 1, "job phase", (), None)
+    record.fields = {"job_id": "j1", "key": "team-a", "phase": "score"}
+    line = json.loads(handler.format(record))
+    assert (line["event"], line["job_id"], line["key"], line["level"]) == ("job phase", "j1", "team-a", "info")
+    logs.configure("text")
+    text = logging.getLogger(logs.LOGGER).handlers[0].format(record)
+    assert text.endswith("job phase job_id=j1 key=team-a phase=score") and not text.startswith("{")
+
+
+def test_job_stats_export_as_counters_and_cumulative_histograms() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from service.stats import JobStats, StoreCollector
+
+    store = MemoryStore(ttl_s=60)
+    stats = JobStats(store)
+    stats.count("jobs_finished", status="failed", code="worker_lost")
+    stats.count("model_cache_hits", 2)
+    for seconds in (0.05, 0.7, 100.0):
+        stats.observe("score", seconds)
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(store))
+    text = generate_latest(registry).decode()
+    assert 'heterolora_jobs_finished_total{code="worker_lost",status="failed"} 1.0' in text
+    assert "heterolora_model_cache_hits_total 2.0" in text and "heterolora_model_cache_misses_total 0.0" in text
+    assert 'heterolora_job_phase_seconds_bucket{le="0.1",phase="score"} 1.0' in text
+    assert 'heterolora_job_phase_seconds_bucket{le="1.0",phase="score"} 2.0' in text
+    assert 'heterolora_job_phase_seconds_bucket{le="+Inf",phase="score"} 3.0' in text
+    assert 'heterolora_job_phase_seconds_sum{phase="score"} 100.75' in text
+
+
+def test_every_code_the_service_sends_is_in_the_one_table() -> None:
+    import re
+
+    from heterolora.error_codes import ERROR_CODES
+    from service.errors import HTTP_CODES
+
+    sources = [*(ROOT / "service").rglob("*.py"), *(ROOT / "worker").rglob("*.py")]
+    text = "\n".join(p.read_text() for p in sources)
+    used = set(re.findall(r'\bcode="([a-z_]+)"', text)) | set(re.findall(r'JobError\(\s*"([a-z_]+)"', text))
+    used |= set(HTTP_CODES.values())
+    assert {"worker_lost", "queue_full", "rate_limited", "invalid_json"} <= used
+    assert used <= set(ERROR_CODES), used - set(ERROR_CODES)
+
+
+def test_service_uses_the_worker_package_in_one_place() -> None:
+    """Shared names live in service.records and service.settings; the API only builds the Celery app."""
+    users = {
+        path.relative_to(ROOT).as_posix(): sorted(m for m in _imports(path) if m.split(".")[0] == "worker")
+        for path in (ROOT / "service").rglob("*.py")
+    }
+    assert {path: mods for path, mods in users.items() if mods} == {"service/celery_queue.py": ["worker.app"]}

@@ -1,6 +1,6 @@
-"""Real parts for the service tests (imported by them; not a conftest, so `from conftest import`
-keeps meaning tests/conftest.py): redis-server on a free port, `heterolora worker` (Celery)
-subprocesses, `heterolora serve` (uvicorn) on a free port, and a tiny BERT saved to a folder."""
+"""The real service stack for tests and benchmarks: redis-server on a free port, `heterolora
+worker` (Celery) subprocesses, `heterolora serve` (uvicorn) on a free port, and a tiny BERT saved
+to a folder. The pytest fixtures built on it are in tests/integration/stack_fixtures.py."""
 
 from __future__ import annotations
 
@@ -11,16 +11,19 @@ import string
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
+import redis
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 API_KEY = "test-key-0123456789abcdef"
+KEY_NAME = "team-test"
+OTHER_KEY = "other-key-0123456789abcdef"  # a second tenant
+OTHER_NAME = "team-other"
 MAX_SAMPLES = 64
 MAX_BODY_BYTES = 200_000
 JOB_TIMEOUT_S = 120
@@ -81,7 +84,8 @@ class RedisServer:
             stop(self.proc)
 
 
-def env_for(redis_url: str | None, model_root: Path, **extra: str) -> dict[str, str]:
+def env_for(redis_url: str | None, model_root: Path, **extra: str | None) -> dict[str, str]:
+    """The environment of every stack process; an `extra` value of None removes that variable."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HETEROLORA_")}
     env.update(
         PYTHONPATH=str(REPO),
@@ -92,17 +96,24 @@ def env_for(redis_url: str | None, model_root: Path, **extra: str) -> dict[str, 
         HETEROLORA_MODEL_ALLOWLIST="minilm,acme/*",
         HETEROLORA_MAX_SAMPLES=str(MAX_SAMPLES),
         HETEROLORA_MAX_BODY_BYTES=str(MAX_BODY_BYTES),
-        HETEROLORA_API_KEYS=API_KEY,
+        HETEROLORA_API_KEYS=f"{KEY_NAME}:{API_KEY},{OTHER_NAME}:{OTHER_KEY}",
         HETEROLORA_DEVICE="cpu",
+        HETEROLORA_RATE_LIMIT_PER_MINUTE="0",  # the limits tests run their own stack
     )
     if redis_url:
         env["HETEROLORA_REDIS_URL"] = redis_url
-    env.update(extra)
+    for name, value in extra.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     return env
 
 
-def start_worker(env: dict[str, str], log: Path, name: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "heterolora.cli", "worker", "-n", f"{name}@%h", "--loglevel", "INFO"]
+def start_worker(env: dict[str, str], log: Path, name: str, crashing: bool = False) -> subprocess.Popen:
+    """`heterolora worker`; `crashing`: one whose job process dies on devtools.crashing_worker.CRASH_MODEL."""
+    launcher = ["-m", "devtools.crashing_worker"] if crashing else ["-m", "heterolora.cli", "worker"]
+    cmd = [sys.executable, *launcher, "-n", f"{name}@%h", "--loglevel", "INFO"]
     with log.open("ab") as out:
         return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -113,16 +124,22 @@ class Api:
     log: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
+    host: str = "127.0.0.1"
+    cwd: Path = REPO
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def command(self) -> list[str]:
+        serve = ["serve", "--host", self.host, "--port", str(self.port), "--log-level", "warning"]
+        return [sys.executable, "-m", "heterolora.cli", *serve]
+
     def start(self) -> Api:
-        cmd = [sys.executable, "-m", "heterolora.cli", "serve", "--port", str(self.port), "--log-level", "warning"]
+        cmd = self.command()
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                cmd, env=self.env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                cmd, env=self.env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
         wait_until(lambda: httpx.get(self.url + "/healthz", timeout=1).status_code == 200, 60, "API up")
         return self
@@ -134,6 +151,23 @@ class Api:
     def stop(self) -> None:
         if self.proc is not None:
             stop(self.proc)
+
+    def rss_mb(self) -> tuple[float, float]:
+        """(resident, peak resident) memory of the API process in MB, from /proc."""
+        assert self.proc is not None
+        fields = dict(
+            line.split(":", 1) for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines() if ":" in line
+        )
+        return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """One sample's value from a Prometheus text page (0 when absent)."""
+    want = "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else ""
+    for line in text.splitlines():
+        if line.startswith(name + want + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def wait_job(http: httpx.Client, job_id: str, timeout: float = JOB_TIMEOUT_S, until: Callable | None = None) -> dict:
@@ -147,35 +181,52 @@ def wait_job(http: httpx.Client, job_id: str, timeout: float = JOB_TIMEOUT_S, un
     return wait_until(check, timeout, f"job {job_id} done", interval=0.2)
 
 
+def deliveries(redis_url: str, job_id: str) -> dict[str, int]:
+    """The worker's delivery count for a job, read from Redis: {"started": n, "open": m}."""
+    from service.records import deliveries_key
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        return {k: int(float(v)) for k, v in client.hgetall(deliveries_key(job_id)).items()}
+    finally:
+        client.close()
+
+
 def received(log: Path, job_id: str) -> int:
     """How many times a worker log shows the job delivered."""
     return log.read_text(errors="replace").count(f"heterolora.allocate[{job_id}] received")
 
 
 def save_tiny_bert(folder: Path) -> Path:
-    """A 2-layer BERT with a 73-token WordPiece vocabulary (its ids fit the tiny embedding)."""
-    from conftest import tiny_model
-    from transformers import BertTokenizerFast
+    """A 2-layer, hidden-32 BERT (random, seed 0; the shape of tests/conftest.py's tiny "bert")
+    with a 73-token WordPiece vocabulary (its ids fit the 128-id embedding)."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *string.ascii_lowercase, *string.digits]
     vocab += ["##" + c for c in string.ascii_lowercase] + list(".,!?'-")
-    tiny_model("bert").save_pretrained(folder)
+    config = BertConfig(
+        vocab_size=128,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).eval().save_pretrained(folder)
     BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(folder)
     return folder
-
-
-@pytest.fixture(scope="session")
-def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("models")
-    save_tiny_bert(root / "tiny-bert")
-    return root
 
 
 @dataclass
 class Stack:
     redis: RedisServer
     api: Api
-    worker: subprocess.Popen
+    worker: subprocess.Popen | None
     worker_log: Path
     env: dict[str, str]
     model_root: Path
@@ -185,31 +236,22 @@ class Stack:
         return str(self.model_root / "tiny-bert")
 
 
-def start_stack(folder: Path, model_root: Path, **extra: str) -> Stack:
-    redis = RedisServer(folder).start()
-    env = env_for(redis.url, model_root, **extra)
+def start_stack(
+    folder: Path, model_root: Path, *, worker: bool = True, crashing: bool = False, **extra: str | None
+) -> Stack:
+    """Redis, the API and (unless `worker=False`: jobs then stay queued) one worker."""
+    redis_server = RedisServer(folder).start()
+    env = env_for(redis_server.url, model_root, **extra)
     worker_log = folder / "worker.log"
-    worker = start_worker(env, worker_log, "w1")
+    proc = start_worker(env, worker_log, "w1", crashing=crashing) if worker else None
     api = Api(env, folder / "api.log").start()
-    wait_until(lambda: httpx.get(api.url + "/readyz", timeout=3).status_code == 200, 90, "a worker ready")
-    return Stack(redis, api, worker, worker_log, env, model_root)
+    if worker:
+        wait_until(lambda: httpx.get(api.url + "/readyz", timeout=3).status_code == 200, 90, "a worker ready")
+    return Stack(redis_server, api, proc, worker_log, env, model_root)
 
 
 def stop_stack(stack: Stack) -> None:
     stack.api.stop()
-    stop(stack.worker)
+    if stack.worker is not None:
+        stop(stack.worker)
     stack.redis.stop()
-
-
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, model_root: Path) -> Iterator[Stack]:
-    """Redis + one worker + the API with auth on, shared by the API and SDK test modules."""
-    running = start_stack(tmp_path_factory.mktemp("stack"), model_root)
-    yield running
-    stop_stack(running)
-
-
-@pytest.fixture()
-def http(stack: Stack) -> Iterator[httpx.Client]:
-    with stack.api.client() as client:
-        yield client
