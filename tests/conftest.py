@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-# The service tests load tests/integration/stack_harness.py as a plugin; rewrite its asserts too
+# The service tests load devtools/stack.py as a plugin; rewrite its asserts too
 # (registered here, before any test module imports it).
-pytest.register_assert_rewrite("stack_harness")
+pytest.register_assert_rewrite("devtools.stack")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -1,4 +1,4 @@
-"""`heterolora bench quality --quick` end to end: tiny MRPC subset, 1 epoch, two arms."""
+"""`python -m benchmarks.quality --quick` end to end: tiny MRPC subset, 1 epoch, two arms."""
 
 from __future__ import annotations
 
@@ -8,20 +8,20 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from heterolora.cli import main
+from benchmarks.quality.cli import quality
 
 GLUE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "glue"
 
 
 @pytest.mark.skipif(not (GLUE / "mrpc" / "train.tsv").is_file(), reason="GLUE copy not present")
 def test_quick_benchmark_writes_json_table_and_plot(tmp_path: Path) -> None:
-    args = ["bench", "quality", "--quick", "--task", "mrpc", "--workers", "1"]
-    result = CliRunner().invoke(main, [*args, "--data-dir", str(GLUE), "--out-dir", str(tmp_path)])
+    args = ["--quick", "--task", "mrpc", "--workers", "1"]
+    result = CliRunner().invoke(quality, [*args, "--data-dir", str(GLUE), "--out-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "quality-mrpc.json").read_text())
     assert report["task"] == "mrpc" and report["units"] == "percent" and report["epochs_reported"] == "last"
     assert report["baseline"] == "uniform_all"
-    assert report["command"].startswith("heterolora bench quality --task mrpc --data-dir ")
+    assert report["command"].startswith("python -m benchmarks.quality --task mrpc --data-dir ")
     assert "--quick" in report["command"].split()
     arms = {a["name"]: a for a in report["arms"]}
     assert len(arms) == 2 and arms["uniform_all"]["kind"] == "baseline"
@@ -38,8 +38,8 @@ def test_quick_benchmark_writes_json_table_and_plot(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not (GLUE / "mrpc" / "train.tsv").is_file(), reason="GLUE copy not present")
 def test_quick_shortcut_and_dynamic_arms(tmp_path: Path) -> None:
-    args = ["bench", "quality", "--quick", "--task", "mrpc", "--workers", "1", "--arms", "heterolora_shortcuts,dynamic"]
-    result = CliRunner().invoke(main, [*args, "--data-dir", str(GLUE), "--out-dir", str(tmp_path)])
+    args = ["--quick", "--task", "mrpc", "--workers", "1", "--arms", "heterolora_shortcuts,dynamic"]
+    result = CliRunner().invoke(quality, [*args, "--data-dir", str(GLUE), "--out-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     arms = {a["name"]: a for a in json.loads((tmp_path / "quality-mrpc.json").read_text())["arms"]}
     assert arms["heterolora_shortcuts"]["kind"] == "shortcut" and arms["dynamic"]["kind"] == "dynamic"

@@ -9,12 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
-from stack_harness import API_KEY, MAX_BODY_BYTES, MAX_SAMPLES, Stack, received, wait_job
 
+from devtools.stack import API_KEY, MAX_BODY_BYTES, MAX_SAMPLES, Stack, received, wait_job
 from heterolora.data import builtin_sample
 
 pytestmark = pytest.mark.integration
-pytest_plugins = ("stack_harness",)  # fixtures: stack, http, model_root
+pytest_plugins = ("devtools.stack",)  # fixtures: stack, http, model_root
 SAMPLES = builtin_sample()[:16]
 
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from stack_harness import API_KEY, Api, env_for, wait_job
 
+from devtools.stack import API_KEY, Api, env_for, wait_job
 from heterolora.client import Client, JobFailed
 from heterolora.data import builtin_sample
 
 pytestmark = pytest.mark.integration
-pytest_plugins = ("stack_harness",)  # fixture: model_root
+pytest_plugins = ("devtools.stack",)  # fixture: model_root
 
 
 @pytest.fixture(scope="module")

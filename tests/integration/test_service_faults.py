@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from stack_harness import (
+
+from devtools.stack import (
     Stack,
     received,
     start_stack,
@@ -23,11 +24,10 @@ from stack_harness import (
     wait_job,
     wait_until,
 )
-
 from heterolora.data import builtin_sample
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-pytest_plugins = ("stack_harness",)  # fixture: model_root
+pytest_plugins = ("devtools.stack",)  # fixture: model_root
 LIMITS = {
     "HETEROLORA_VISIBILITY_TIMEOUT_S": "12",
     "HETEROLORA_TIME_LIMIT_S": "11",

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from stack_harness import API_KEY, Stack
 
+from devtools.stack import API_KEY, Stack
 from heterolora.client import BadRequest, Client, JobFailed, PermissionDenied, Timeout, Unauthorized
 from heterolora.data import builtin_sample
 
 pytestmark = pytest.mark.integration
-pytest_plugins = ("stack_harness",)  # fixtures: stack, model_root
+pytest_plugins = ("devtools.stack",)  # fixtures: stack, model_root
 OPTIONS = {"num_batches": 2, "batch_size": 4, "max_length": 48}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from conftest import random_batches, tiny_model
 
-from heterolora.bench.head import MeanPoolClassifier
+from benchmarks.quality.head import MeanPoolClassifier
 from heterolora.search_space import discover, head_modules
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from heterolora.bench.arms import ArmSpec, arm_names, kind_of
-from heterolora.bench.data import bucketed_order, holdout_split
-from heterolora.bench.quality import f1_pos
-from heterolora.bench.report import build_report, markdown, rank_by_type
+from benchmarks.quality.arms import ArmSpec, arm_names, kind_of
+from benchmarks.quality.data import bucketed_order, holdout_split
+from benchmarks.quality.report import build_report, markdown, rank_by_type
+from benchmarks.quality.train import f1_pos
 
 
 def _run(arm: str, seed: int, acc: list[float], params: int = 82944) -> dict:
@@ -16,7 +16,7 @@ def _run(arm: str, seed: int, acc: list[float], params: int = 82944) -> dict:
         "split": "validation", "lora_params": params, "head_params": 770, "plan_seconds": 1.0,
         "accuracy": acc, "f1": [a + 10 for a in acc], "train_seconds": 100.0,
         "settings": {"epochs": len(acc), "batch_size": 32, "lr": 1e-3, "max_length": 128},
-        "sizes": {"train": 3668, "eval": 408}, "command": "heterolora bench quality",
+        "sizes": {"train": 3668, "eval": 408}, "command": "python -m benchmarks.quality",
     }  # fmt: skip
 
 
@@ -63,7 +63,7 @@ def test_report_schema_last_and_best_epoch() -> None:
         _run("uniform_all", 1, [73.0, 76.0]),
         _run("random", 0, [71.0, 71.5]),
     ]
-    report = build_report("mrpc", runs, "heterolora bench quality")
+    report = build_report("mrpc", runs, "python -m benchmarks.quality")
     assert set(report) >= {"task", "command", "baseline", "epochs_reported", "units", "arms"}
     assert (report["baseline"], report["epochs_reported"], report["units"]) == ("uniform_all", "last", "percent")
     arms = {a["name"]: a for a in report["arms"]}
@@ -94,7 +94,7 @@ def test_rank_by_type_sums_over_layers() -> None:
 
 def test_markdown_lists_the_commands_that_produced_the_runs() -> None:
     runs = [_run("uniform_all", 0, [75.0]), _run("random", 0, [74.0])]
-    merged = markdown(build_report("mrpc", runs, "heterolora bench quality --merge-only"))
-    assert "Command: `heterolora bench quality --merge-only`" in merged
-    assert "Runs:\n\n- `heterolora bench quality`\n" in merged
-    assert "Runs:" not in markdown(build_report("mrpc", runs, "heterolora bench quality"))
+    merged = markdown(build_report("mrpc", runs, "python -m benchmarks.quality --merge-only"))
+    assert "Command: `python -m benchmarks.quality --merge-only`" in merged
+    assert "Runs:\n\n- `python -m benchmarks.quality`\n" in merged
+    assert "Runs:" not in markdown(build_report("mrpc", runs, "python -m benchmarks.quality"))

@@ -1,4 +1,4 @@
-"""`heterolora bench quality`: the fine-tuning benchmark (arms a-f) on MRPC and RTE."""
+"""`python -m benchmarks.quality`: the fine-tuning benchmark on MRPC and RTE (docs/quality.md)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,15 @@ from pathlib import Path
 
 import click
 
-DEFAULT_DATA = "../shared/data/glue"
+from benchmarks import GLUE, REPO, RESULTS
+
+QUICK_OUT = REPO / "out" / "bench-quick"
 
 
-@click.group("bench")
-def bench() -> None:
-    """Benchmarks."""
-
-
-@bench.command("quality")
+@click.command("quality")
 @click.option("--task", "tasks", default="mrpc,rte", show_default=True, help="Comma-separated: mrpc, rte.")
 @click.option(
-    "--data-dir", default=DEFAULT_DATA, show_default=True, help="Folder with <task>/{train,validation}.tsv, or 'hf'."
+    "--data-dir", default=str(GLUE), show_default=True, help="Folder with <task>/{train,validation}.tsv, or 'hf'."
 )
 @click.option("--arms", default=None, help="Comma-separated arm names (default: all arms a-f).")
 @click.option("--seeds", default=None, help="Comma-separated seeds (default 0,1,2; quick: 0).")
@@ -32,10 +29,10 @@ def bench() -> None:
 @click.option("--merge-only", is_flag=True, help="Only merge existing run files into the report.")
 def quality(**kw: object) -> None:
     """Fine-tune MiniLM with every arm at an equal LoRA budget; write quality-<task>.{json,md,png}."""
-    from heterolora.bench.arms import arm_names
-    from heterolora.bench.quality import Settings
-    from heterolora.bench.report import write_report
-    from heterolora.bench.runner import QUICK, pending_jobs, run_jobs
+    from benchmarks.quality.arms import arm_names
+    from benchmarks.quality.report import write_report
+    from benchmarks.quality.runner import QUICK, pending_jobs, run_jobs
+    from benchmarks.quality.train import Settings
     from heterolora.config import AllocationConfig
 
     quick = bool(kw["quick"])
@@ -47,7 +44,7 @@ def quality(**kw: object) -> None:
     arms = str(kw["arms"]).split(",") if kw["arms"] else default_arms
     tasks = str(kw["tasks"]).split(",")
     seeds = [int(s) for s in str(kw["seeds"] or ("0" if quick else "0,1,2")).split(",")]
-    out = Path(str(kw["out_dir"] or ("out/bench-quick" if quick else "benchmarks/results")))
+    out = Path(str(kw["out_dir"])) if kw["out_dir"] else (QUICK_OUT if quick else RESULTS)
     prefix = "quality-pilot" if settings.pilot else "quality"
     runs_root = out / f"{prefix}-runs"
     failed: list[str] = []
@@ -68,8 +65,8 @@ def quality(**kw: object) -> None:
 
 
 def _command_line(ctx: click.Context) -> str:
-    """The invocation as `heterolora bench quality ...`, with every option that was given."""
-    words = ["heterolora", "bench", "quality"]
+    """The invocation as `python -m benchmarks.quality ...`, with every option that was given."""
+    words = ["python", "-m", "benchmarks.quality"]
     for param in ctx.command.params:
         value = ctx.params.get(param.name or "")
         if (

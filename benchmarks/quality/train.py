@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
-from heterolora.bench.arms import ArmSpec, build_arm, kind_of
-from heterolora.bench.data import Encoded, bucketed_order, collate, encode, eval_batches, holdout_split, load_rows
-from heterolora.bench.data import subset as take
-from heterolora.bench.head import MeanPoolClassifier
+from benchmarks.quality.arms import ArmSpec, build_arm, kind_of
+from benchmarks.quality.data import Encoded, bucketed_order, collate, encode, eval_batches, holdout_split, load_rows
+from benchmarks.quality.data import subset as take
+from benchmarks.quality.head import MeanPoolClassifier
 from heterolora.data import make_batches
 from heterolora.loading import load_model
 

@@ -1,5 +1,5 @@
-"""Real parts for the service tests (imported by them; not a conftest, so `from conftest import`
-keeps meaning tests/conftest.py): redis-server on a free port, `heterolora worker` (Celery)
+"""Real parts for the service tests and the perf benchmark (imported by both; a pytest plugin for
+the fixtures): redis-server on a free port, `heterolora worker` (Celery)
 subprocesses, `heterolora serve` (uvicorn) on a free port, and a tiny BERT saved to a folder."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 API_KEY = "test-key-0123456789abcdef"
 MAX_SAMPLES = 64
 MAX_BODY_BYTES = 200_000
@@ -154,12 +154,17 @@ def received(log: Path, job_id: str) -> int:
 
 def save_tiny_bert(folder: Path) -> Path:
     """A 2-layer BERT with a 73-token WordPiece vocabulary (its ids fit the tiny embedding)."""
-    from conftest import tiny_model
-    from transformers import BertTokenizerFast
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *string.ascii_lowercase, *string.digits]
     vocab += ["##" + c for c in string.ascii_lowercase] + list(".,!?'-")
-    tiny_model("bert").save_pretrained(folder)
+    torch.manual_seed(0)  # the same weights as tests/conftest.py's tiny_model("bert")
+    config = BertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=64, vocab_size=128, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+    )  # fmt: skip
+    BertForSequenceClassification(config).eval().save_pretrained(folder)
     BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(folder)
     return folder
 

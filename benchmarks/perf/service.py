@@ -1,6 +1,6 @@
 """Service sections, through the real stack: redis-server, `heterolora worker` (Celery, prefork,
 one process) and `heterolora serve` (uvicorn), started with the integration tests' harness
-(tests/integration/stack_harness.py) so the benchmark runs exactly what the tests run.
+(devtools/stack.py) so the benchmark runs exactly what the tests run.
 
 - cache_ratio: end-to-end time of a plan on a model the worker has cached ÷ one it must load.
 - cached_post_p50/p99_ms: POST of a request whose plan is already known (200 on loopback).
@@ -9,7 +9,6 @@ one process) and `heterolora serve` (uvicorn), started with the integration test
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 import uuid
@@ -19,12 +18,9 @@ from typing import Any
 
 import httpx
 
-from benchmarks.perf_timing import median, percentile, rounded
-from benchmarks.perf_workloads import sample_rows
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "integration")]
-from stack_harness import save_tiny_bert, start_stack, stop_stack  # noqa: E402
+from benchmarks.perf.timing import median, percentile, rounded
+from benchmarks.perf.workloads import sample_rows
+from devtools.stack import save_tiny_bert, start_stack, stop_stack
 
 POLL_S = 0.01  # client-side polling for the timed jobs: 10 ms, far below any job's length
 TERMINAL = ("succeeded", "failed", "cancelled")

@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 
-from heterolora.bench.quality import Settings, run_one
+from benchmarks.quality.train import Settings, run_one
 
 QUICK = Settings(epochs=1, train_limit=32, eval_limit=32, scoring_batches=2, max_length=48)
 
@@ -26,7 +26,7 @@ def pending_jobs(
     tasks: list[str], arms: list[str], seeds: list[int], runs_root: Path, rerun: bool
 ) -> list[tuple[str, str, int]]:
     """Seed-major order, so every arm gets seed 0 before any arm gets seed 1."""
-    from heterolora.bench.arms import ArmSpec
+    from benchmarks.quality.arms import ArmSpec
 
     jobs = []
     for task in tasks:

@@ -8,9 +8,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from benchmarks.quality.arms import ALL_TYPES as TYPES
+from benchmarks.quality.arms import arm_names
 from heterolora.architectures import site_type
-from heterolora.bench.arms import ALL_TYPES as TYPES
-from heterolora.bench.arms import arm_names
 
 
 def load_runs(runs_dir: Path) -> list[dict[str, Any]]:
