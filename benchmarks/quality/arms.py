@@ -1,8 +1,11 @@
-"""The arms of the quality benchmark: how each one turns a fresh MiniLM into a PeftModel.
+"""The arms of the quality benchmark: how each one turns a freshly loaded MiniLM into a PeftModel.
 
-Every arm trains the same head (mean pooling + classifier, PEFT `modules_to_save`) and has the
-LoRA budget of uniform rank 2 on all six linear types (`BUDGET`), except the q,v default (its own
-r=8 count), the paper's fraction mode (25 % of sites at rank 8) and EVA (same rank units).
+Every planned arm goes through the product's own path, `heterolora.apply_plan(model, plan)`, on an
+engine Plan of this very model, so each arm trains what a user's `apply_plan` trains: the planned
+LoRA ranks and the plan's `modules_to_save` head. Uniform and random arms are engine plans with
+their ranks replaced (`with_ranks`); the peer arms (EVA, LoRA-GA) use PEFT directly. Budget: uniform
+rank 2 on all six linear types (`BUDGET`), except the q,v default (its own r=8 count), the paper's
+fraction mode (25 % of sites at rank 8) and EVA (same rank units).
 """
 
 from __future__ import annotations
@@ -15,15 +18,23 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmarks.quality.peers import ALPHA_RATIO, dynamic_arm, eva_arm, lora_ga_arm
 from heterolora.allocation import Item, allocate_ranks, scalar_curve
+from heterolora.apply import apply_plan
 from heterolora.config import PROXY_NAMES, AllocationConfig
 from heterolora.engine import compute_plan, resolve_limit
-from heterolora.search_space import discover, head_modules
+from heterolora.plans import Plan, build_peft_kwargs
+from heterolora.search_space import discover
 
 ALL_TYPES = ["q", "k", "v", "o", "up", "down"]
 BUDGET = {"like": {"r": 2, "types": ALL_TYPES}}  # 82,944 LoRA parameters on MiniLM
-ALPHA_RATIO = 2.0  # lora_alpha = 2 r in every arm (the engine's default alpha_ratio)
-KINDS = ("baseline", "heterolora", "control", "peer", "shortcut", "dynamic")
+KINDS = ("baseline", "heterolora", "init", "control", "peer", "shortcut", "dynamic")
+INIT_ARMS = ("heterolora_init", "uniform_all_init")  # need AllocationConfig(init="gradient")
+ROUND3_ARMS = ("uniform_all", "heterolora", *INIT_ARMS, "peft_lora_ga", "dynamic", "random")  # issue 15's arms 1-7
+
+# Learning rate per arm family (docs/quality.md, "Round 3 protocol"): the round-2 rate until the
+# round-3 hold-out sweep (`--sweep-lr`) picks one per family; the pick is written here in a commit.
+FAMILY_LR = {"uniform": 3e-3, "heterolora": 3e-3, "init": 3e-3, "lora_ga": 3e-3, "eva": 3e-3, "dynamic": 3e-3}
 
 
 @dataclass(frozen=True)
@@ -54,16 +65,17 @@ class ArmSpec:
         return out
 
 
-DYNAMIC_RANK = 8  # every candidate allocated at 4 x the baseline's rank 2, a quarter of it active
-
-
 def arm_names() -> list[str]:
     hetero = [f"heterolora_{p}" for p in PROXY_NAMES]
+    peers = ["eva", "peft_lora_ga"]
     later = ["heterolora_shortcuts", "dynamic"]  # (g) and (h)
-    return ["uniform_qv_r8", "uniform_all", *hetero, "heterolora_fraction", "random", "eva", *later]
+    first = ["uniform_qv_r8", "uniform_all", "heterolora", *hetero, "heterolora_fraction", "random", *INIT_ARMS]
+    return [*first, *peers, *later]
 
 
 def kind_of(name: str) -> str:
+    if name in INIT_ARMS:
+        return "init"
     if name in ("heterolora_shortcuts", "dynamic"):
         return "shortcut" if name == "heterolora_shortcuts" else "dynamic"
     if name.startswith("uniform"):
@@ -73,21 +85,24 @@ def kind_of(name: str) -> str:
     return "control" if name == "random" else "peer"
 
 
-def lora_config(ranks: dict[str, int], head: list[str]) -> Any:
-    """LoraConfig with exact module names and alpha = ALPHA_RATIO * r per module."""
-    from peft import LoraConfig
-
-    used = {n: r for n, r in ranks.items() if r > 0}
-    common = max(set(used.values()), key=list(used.values()).count)
-    return LoraConfig(
-        r=common,
-        lora_alpha=ALPHA_RATIO * common,
-        target_modules=sorted(used),
-        rank_pattern={f"^{n}$": r for n, r in used.items()},
-        alpha_pattern={f"^{n}$": ALPHA_RATIO * r for n, r in used.items()},
-        modules_to_save=head,
-        task_type="SEQ_CLS",
+def family_of(name: str) -> str:
+    """The learning-rate family: arms that differ only in where the ranks go share a rate."""
+    kind = kind_of(name)
+    if kind in ("heterolora", "control", "shortcut"):
+        return "heterolora"
+    return {"baseline": "uniform", "init": "init", "dynamic": "dynamic"}.get(kind) or (
+        "eva" if name == "eva" else "lora_ga"
     )
+
+
+def unavailable(name: str) -> str | None:
+    """Why an arm cannot run with this heterolora, or None."""
+    if name in INIT_ARMS and "init" not in AllocationConfig.model_fields:
+        return (
+            f"arm {name} needs AllocationConfig(init='gradient') from the gradient-initialisation issue; "
+            "this heterolora has no `init` option yet"
+        )
+    return None
 
 
 def budget_limit(model: nn.Module) -> int:
@@ -106,97 +121,66 @@ def random_ranks(model: nn.Module, config: AllocationConfig, seed: int) -> dict[
     return allocate_ranks(items, ranks, budget_limit(model), seed)
 
 
+def with_ranks(plan: Plan, ranks: dict[str, int], source: str) -> Plan:
+    """`plan` (an engine plan of the same model) with other LoRA ranks, alpha = ALPHA_RATIO r as the
+    engine sets it; `source` names where the ranks came from (Plan.proxy)."""
+    modules = []
+    for m in plan.lora_modules:
+        r = ranks.get(m.name, 0)
+        modules.append(m.model_copy(update={"rank": r, "alpha": ALPHA_RATIO * r, "params": r * (m.d_in + m.d_out)}))
+    peft = build_peft_kwargs(
+        modules,
+        use_rslora=plan.peft.use_rslora,
+        fan_in_fan_out=plan.peft.fan_in_fan_out,
+        modules_to_save=plan.peft.modules_to_save,
+        task_type=plan.peft.task_type,
+    )
+    used = sum(m.params for m in modules)
+    budget = plan.budget.model_copy(update={"used": used})
+    return plan.model_copy(update={"modules": modules, "peft": peft, "proxy": source, "budget": budget})
+
+
+def template_plan(model: nn.Module, seed: int, **options: Any) -> Plan:
+    """An engine plan of `model` with no data (the constant proxy): the frame `with_ranks` fills."""
+    return compute_plan(model, [], AllocationConfig(proxy="constant", budget=BUDGET, seed=seed, **options))
+
+
+def arm_plan(spec: ArmSpec, model: nn.Module, scoring: list[dict[str, torch.Tensor]], seed: int) -> Plan:
+    """The Plan an arm applies: the engine's plan for planned arms, engine-framed ranks for the others."""
+    options = spec.config_options()
+    name = spec.name
+    if name in INIT_ARMS:  # the plan carries the init; apply_plan initialises from it (gradient-init issue)
+        options["init"] = "gradient"
+    if name == "uniform_qv_r8":
+        return with_ranks(template_plan(model, seed), uniform_ranks(model, ["q", "v"], 8), "uniform")
+    if name in ("uniform_all", "uniform_all_init"):
+        return with_ranks(template_plan(model, seed, **options), uniform_ranks(model, ALL_TYPES, 2), "uniform")
+    if name == "random":
+        return with_ranks(template_plan(model, seed), random_ranks(model, AllocationConfig(**options), seed), "random")
+    budget: dict[str, Any] = BUDGET
+    if name == "heterolora_fraction":
+        budget = {"fraction": 0.25, "rank": 8}
+    elif name.removeprefix("heterolora_") in PROXY_NAMES:  # `heterolora` and `heterolora_init`: the default
+        options.setdefault("proxy", name.removeprefix("heterolora_"))
+    if name == "heterolora_shortcuts":
+        options["shortcuts"] = True
+    return compute_plan(model, scoring, AllocationConfig(budget=budget, seed=seed, **options))
+
+
 def build_arm(
     spec: ArmSpec, model: nn.Module, scoring: list[dict[str, torch.Tensor]], seed: int
 ) -> tuple[Any, float, dict[str, int]]:
     """(PeftModel, planning seconds, rank per site) for one arm on a freshly loaded model."""
-    from peft import get_peft_model
-
-    head = head_modules(model)
-    options = spec.config_options()
-    t0 = time.perf_counter()
+    if reason := unavailable(spec.name):
+        raise RuntimeError(reason)
     if spec.name == "eva":
-        return _eva(model, scoring, head, seed)
-    if spec.name == "heterolora_shortcuts":
-        return _shortcuts(model, scoring, head, seed, options)
+        return eva_arm(model, scoring, seed)
+    if spec.name == "peft_lora_ga":
+        return lora_ga_arm(arm_plan(ArmSpec("uniform_all"), model, scoring, seed), model, scoring, seed)
     if spec.name == "dynamic":
-        return _dynamic(model, scoring, seed, options)
-    if spec.name == "uniform_qv_r8":
-        ranks = uniform_ranks(model, ["q", "v"], 8)
-    elif spec.name == "uniform_all":
-        ranks = uniform_ranks(model, ALL_TYPES, 2)
-    elif spec.name == "random":
-        ranks = random_ranks(model, AllocationConfig(**options), seed)
-    else:
-        proxy = options.pop("proxy", None) or spec.name.removeprefix("heterolora_")
-        if spec.name == "heterolora_fraction":
-            proxy, budget = AllocationConfig().proxy, {"fraction": 0.25, "rank": 8}
-        else:
-            budget = BUDGET
-        config = AllocationConfig(proxy=proxy, budget=budget, seed=seed, **options)
-        ranks = compute_plan(model, scoring, config).ranks
+        return dynamic_arm(model, scoring, seed, budget_limit(model), spec.config_options())
+    t0 = time.perf_counter()
+    plan = arm_plan(spec, model, scoring, seed)
     seconds = time.perf_counter() - t0
     torch.manual_seed(10_000 + seed)  # LoRA A init: the same stream in every arm
-    return get_peft_model(model, lora_config(ranks, head)), seconds, ranks
-
-
-def _eva(model: nn.Module, scoring: list[dict[str, torch.Tensor]], head: list[str], seed: int) -> Any:
-    """PEFT EVA at the rank units of uniform_all (r=2 on all six types, rho=2 redistributes)."""
-    from peft import EvaConfig, LoraConfig, get_peft_model, initialize_lora_eva_weights
-
-    t0 = time.perf_counter()
-    names = sorted(uniform_ranks(model, ALL_TYPES, 2))
-    config = LoraConfig(
-        r=2,
-        lora_alpha=2 * ALPHA_RATIO,
-        target_modules=names,
-        init_lora_weights="eva",
-        eva_config=EvaConfig(rho=2.0, use_label_mask=False),
-        modules_to_save=head,
-        task_type="SEQ_CLS",
-    )
-    torch.manual_seed(10_000 + seed)
-    peft_model = get_peft_model(model, config, low_cpu_mem_usage=True)
-    inputs = [{k: v for k, v in b.items() if k != "labels"} for b in scoring]
-    initialize_lora_eva_weights(peft_model, dataloader=inputs, show_progress_bar=False)
-    ranks = {}
-    for name, module in peft_model.named_modules():
-        r = getattr(module, "r", None)
-        if isinstance(r, dict) and "default" in r and hasattr(module, "lora_A"):
-            ranks[name.removeprefix("base_model.model.")] = int(r["default"])
-    return peft_model, time.perf_counter() - t0, ranks
-
-
-def _shortcuts(
-    model: nn.Module, scoring: list[dict[str, torch.Tensor]], head: list[str], seed: int, options: dict[str, Any]
-) -> tuple[Any, float, dict[str, int]]:
-    """(g): the engine's default plan over LoRA sites and shortcut connections at the budget."""
-    from peft import get_peft_model
-
-    from heterolora.shortcuts import attach_shortcuts
-
-    t0 = time.perf_counter()
-    plan = compute_plan(model, scoring, AllocationConfig(budget=BUDGET, seed=seed, shortcuts=True, **options))
-    seconds = time.perf_counter() - t0
-    lora = {m.name: m.rank for m in plan.lora_modules}
-    torch.manual_seed(10_000 + seed)
-    peft_model = get_peft_model(model, lora_config(lora, head))
-    attach_shortcuts(peft_model.get_base_model(), plan)  # after PEFT, which freezes what it does not own
-    return peft_model, seconds, plan.ranks
-
-
-def _dynamic(
-    model: nn.Module, scoring: list[dict[str, torch.Tensor]], seed: int, options: dict[str, Any]
-) -> tuple[Any, float, dict[str, int]]:
-    """(h): every site at DYNAMIC_RANK, re-scored every 0.2 epoch, at most the budget active at once.
-    The training loop finds the controller on the model (`heterolora_dynamic`)."""
-    from heterolora.dynamic import DynamicConfig, DynamicController, prepare_model
-
-    t0 = time.perf_counter()
-    limit = budget_limit(model)
-    torch.manual_seed(10_000 + seed)
-    peft_model = prepare_model(model, rank=DYNAMIC_RANK, alpha=ALPHA_RATIO * DYNAMIC_RANK)
-    config = DynamicConfig(active_params=limit, active_fraction=None, realloc_every=0.2, seed=seed, **options)
-    controller = DynamicController(peft_model, scoring, config)
-    object.__setattr__(peft_model, "heterolora_dynamic", controller)
-    return peft_model, time.perf_counter() - t0, {u.name: DYNAMIC_RANK for u in controller.units}
+    return apply_plan(model, plan), seconds, plan.ranks
