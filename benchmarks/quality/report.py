@@ -128,12 +128,16 @@ def build_report(task: str, runs: list[dict[str, Any]], command: str) -> dict[st
         "units": "percent",
         "split": first["split"],
         "settings": first["settings"],
-        "settings_vary": any(r["settings"] != first["settings"] for r in runs),
+        "settings_vary": any(_schedule(r) != _schedule(first) for r in runs),  # the rate has its own column
         "sizes": first["sizes"],
         "baseline_final_mean": round(statistics.fmean(base["accuracy"]), 3) if base else None,
         "arms": arms,
         "lr_pick": lr_pick(arms) if first["split"] == "train-heldout" else None,
     }
+
+
+def _schedule(run: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in run["settings"].items() if k != "lr"}
 
 
 def lr_pick(arms: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -161,7 +165,7 @@ def markdown(report: dict[str, Any]) -> str:
     s = report["settings"]
     schedule = f"{s['epochs']} epochs, batch {s['batch_size']}, max length {s['max_length']}, head {s.get('head')}"
     if report.get("settings_vary"):
-        schedule = "schedule, rate and head as recorded in each run file"
+        schedule = "schedule and head as recorded in each run file"
     lines = [
         f"# Quality benchmark: {report['task'].upper()} ({report['split']}, {report['sizes']['eval']} examples)",
         "",

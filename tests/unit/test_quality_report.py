@@ -150,3 +150,11 @@ def test_lr_pick_per_family_on_the_holdout() -> None:
         "runs": {"0.0003": 3, "0.001": 3, "0.003": 3},
     }
     assert pick["heterolora"]["lr"] == 1e-3  # the tie goes to the smaller rate
+
+
+def test_rates_per_family_do_not_count_as_a_different_schedule() -> None:
+    runs = [_run("uniform_all", 0, [75.0]), _run("random", 0, [74.0])]
+    runs[1]["settings"] = runs[1]["settings"] | {"lr": 3e-3}
+    assert build_report("mrpc", runs, "x")["settings_vary"] is False
+    runs[1]["settings"] = runs[1]["settings"] | {"epochs": 3}
+    assert build_report("mrpc", runs, "x")["settings_vary"] is True
