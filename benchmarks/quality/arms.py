@@ -85,14 +85,16 @@ def kind_of(name: str) -> str:
     return "control" if name == "random" else "peer"
 
 
+FAMILY_OF_KIND = {"baseline": "uniform", "heterolora": "heterolora", "control": "heterolora", "shortcut": "heterolora"}
+
+
 def family_of(name: str) -> str:
-    """The learning-rate family: arms that differ only in where the ranks go share a rate."""
+    """The learning-rate family: arms that differ only in where the ranks go share a rate; each peer
+    has its own."""
     kind = kind_of(name)
-    if kind in ("heterolora", "control", "shortcut"):
-        return "heterolora"
-    return {"baseline": "uniform", "init": "init", "dynamic": "dynamic"}.get(kind) or (
-        "eva" if name == "eva" else "lora_ga"
-    )
+    if kind == "peer":
+        return "eva" if name == "eva" else "lora_ga"
+    return FAMILY_OF_KIND.get(kind, kind)  # init, dynamic
 
 
 def unavailable(name: str) -> str | None:
