@@ -31,13 +31,13 @@ format: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q -ra
 
-# Fine-tuning quality (issue 5): arms a-f on MRPC and RTE, per-run files merged into
+# Fine-tuning quality (docs/quality.md): the arms on MRPC and RTE, per-run files merged into
 # benchmarks/results/quality-<task>.{json,md,png}. QUALITY_ARGS narrows it, e.g. --task mrpc --seeds 0.
 GLUE ?= ../shared/data/glue
 bench-quality: $(STAMP)
-	$(BIN)/heterolora bench quality --data-dir $(GLUE) $(QUALITY_ARGS)
+	$(BIN)/python -m benchmarks.quality --data-dir $(GLUE) $(QUALITY_ARGS)
 
-# Performance (issue 7): ratios measured side by side in one run -> benchmarks/results/perf.{json,md}
+# Performance (docs/performance.md): ratios measured side by side in one run -> benchmarks/results/perf.{json,md}
 # (about 9 minutes on two CPU cores). PERF_ARGS narrows it, e.g. --sections overhead,eva.
 bench-perf: $(STAMP)
 	$(BIN)/python -m benchmarks.perf --data $(GLUE)/mrpc/train.tsv --out benchmarks/results $(PERF_ARGS)

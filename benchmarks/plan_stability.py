@@ -5,7 +5,7 @@ benchmark) at the quality budget from 3 different scoring samples of MRPC train,
 much of the budget two samples place identically. If plans from two samples of the same data
 agree little, the proxy's ranking is mostly sampling noise at that K.
 
-python benchmarks/plan_stability.py --data ../shared/data/glue --out benchmarks/results
+python -m benchmarks.plan_stability            # data: ../shared/data/glue, out: benchmarks/results
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ from pathlib import Path
 
 import torch
 
-from heterolora.bench.arms import BUDGET, random_ranks
-from heterolora.bench.data import load_rows
-from heterolora.bench.head import MeanPoolClassifier
+from benchmarks import GLUE, RESULTS
+from benchmarks.quality.arms import BUDGET, random_ranks
+from benchmarks.quality.data import load_rows
+from benchmarks.quality.head import MeanPoolClassifier
 from heterolora.config import AllocationConfig
-from heterolora.data import make_batches
 from heterolora.engine import check_budget, choose, score_sites
 from heterolora.loading import load_model
+from heterolora.samples import make_batches
 from heterolora.search_space import discover
 
 ATTENTION = {"q", "k", "v", "o"}
@@ -57,9 +58,9 @@ def summary(
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="../shared/data/glue")
-    ap.add_argument("--out", default="benchmarks/results")
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.plan_stability", description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(GLUE))
+    ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--proxies", default="rank_energy,grad_norm,snip")
     ap.add_argument("--batches", default="4,8,16,32,64")
     ap.add_argument("--samples", type=int, default=3)
@@ -98,7 +99,7 @@ def main() -> None:
 
 def write(out: Path, results: list[dict]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    command = "python benchmarks/plan_stability.py " + " ".join(sys.argv[1:])
+    command = "python -m benchmarks.plan_stability " + " ".join(sys.argv[1:])
     (out / "plan-stability.json").write_text(json.dumps({"command": command, "rows": results}, indent=1) + "\n")
     lines = [
         "# Plan stability: the same proxy on different scoring samples (MiniLM, MRPC train, quality budget)",

@@ -1,4 +1,4 @@
-"""`heterolora` command line: plan (and, registered by their modules, serve / worker / bench)."""
+"""`heterolora` command line: plan (and, registered by their modules, serve / worker)."""
 
 from __future__ import annotations
 
@@ -185,10 +185,6 @@ def show_cmd(plan_file: str, plot: str | None, peft: bool) -> None:
     if plot:
         save_heatmap(loaded, plot)
 
-
-from heterolora.bench.cli import bench  # noqa: E402  (click only; the benchmark imports lazily)
-
-main.add_command(bench)
 
 from heterolora.cli_service import serve_cmd, worker_cmd  # noqa: E402  (service/worker load inside the commands)
 

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `benchmarks` lives at the repo root
-
-from benchmarks.perf_service import service_sections
+from benchmarks.perf.service import service_sections
 
 pytestmark = [
     pytest.mark.integration,

@@ -1,4 +1,4 @@
-"""`heterolora bench quality --quick` end to end: tiny MRPC subset, 1 epoch, two arms."""
+"""`python -m benchmarks.quality --quick` end to end: tiny MRPC subset, 1 epoch, two arms."""
 
 from __future__ import annotations
 
@@ -8,20 +8,20 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from heterolora.cli import main
+from benchmarks.quality.cli import quality
 
 GLUE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "glue"
 
 
 @pytest.mark.skipif(not (GLUE / "mrpc" / "train.tsv").is_file(), reason="GLUE copy not present")
 def test_quick_benchmark_writes_json_table_and_plot(tmp_path: Path) -> None:
-    args = ["bench", "quality", "--quick", "--task", "mrpc", "--workers", "1"]
-    result = CliRunner().invoke(main, [*args, "--data-dir", str(GLUE), "--out-dir", str(tmp_path)])
+    args = ["--quick", "--task", "mrpc", "--workers", "1", "--head", "mean"]
+    result = CliRunner().invoke(quality, [*args, "--data-dir", str(GLUE), "--out-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "quality-mrpc.json").read_text())
     assert report["task"] == "mrpc" and report["units"] == "percent" and report["epochs_reported"] == "last"
     assert report["baseline"] == "uniform_all"
-    assert report["command"].startswith("heterolora bench quality --task mrpc --data-dir ")
+    assert report["command"].startswith("python -m benchmarks.quality --task mrpc --data-dir ")
     assert "--quick" in report["command"].split()
     arms = {a["name"]: a for a in report["arms"]}
     assert len(arms) == 2 and arms["uniform_all"]["kind"] == "baseline"
@@ -33,13 +33,13 @@ def test_quick_benchmark_writes_json_table_and_plot(tmp_path: Path) -> None:
         assert len(arm["accuracy"]) == len(arm["f1"]) == 1
         assert 0.0 <= arm["accuracy"][0] <= 100.0 and arm["plan_seconds"] >= 0 and arm["train_seconds"] > 0
     assert (tmp_path / "quality-mrpc.png").stat().st_size > 1000
-    assert "| uniform_all | baseline | 82944 | 770 | 1 |" in (tmp_path / "quality-mrpc.md").read_text()
+    assert "| uniform_all | baseline | 0.003 | 82944 | 770 | 1 |" in (tmp_path / "quality-mrpc.md").read_text()
 
 
 @pytest.mark.skipif(not (GLUE / "mrpc" / "train.tsv").is_file(), reason="GLUE copy not present")
 def test_quick_shortcut_and_dynamic_arms(tmp_path: Path) -> None:
-    args = ["bench", "quality", "--quick", "--task", "mrpc", "--workers", "1", "--arms", "heterolora_shortcuts,dynamic"]
-    result = CliRunner().invoke(main, [*args, "--data-dir", str(GLUE), "--out-dir", str(tmp_path)])
+    args = ["--quick", "--task", "mrpc", "--workers", "1", "--arms", "heterolora_shortcuts,dynamic"]
+    result = CliRunner().invoke(quality, [*args, "--data-dir", str(GLUE), "--out-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     arms = {a["name"]: a for a in json.loads((tmp_path / "quality-mrpc.json").read_text())["arms"]}
     assert arms["heterolora_shortcuts"]["kind"] == "shortcut" and arms["dynamic"]["kind"] == "dynamic"
@@ -47,3 +47,32 @@ def test_quick_shortcut_and_dynamic_arms(tmp_path: Path) -> None:
     assert arms["dynamic"]["lora_params"] == 82944  # the most active at once
     run = json.loads(next((tmp_path / "quality-runs").rglob("heterolora_shortcuts-s0.json")).read_text())
     assert any(".shortcuts." in name for name in run["ranks"])  # e.g. encoder.layer.3.shortcuts.residual2
+
+
+@pytest.mark.skipif(not (GLUE / "mrpc" / "train.tsv").is_file(), reason="GLUE copy not present")
+def test_quick_shipped_head_lora_ga_and_explicit_rate(tmp_path: Path) -> None:
+    """The default head is what apply_plan trains on MiniLM as loaded: BERT pooler + classifier."""
+    args = ["--quick", "--task", "mrpc", "--workers", "1", "--arms", "uniform_all,peft_lora_ga", "--lr", "1e-3"]
+    result = CliRunner().invoke(quality, [*args, "--data-dir", str(GLUE), "--out-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "quality-mrpc.json").read_text())
+    arms = {a["name"]: a for a in report["arms"]}
+    assert set(arms) == {"uniform_all__lr-0.001", "peft_lora_ga__lr-0.001"}  # an explicit rate names the run
+    lora_ga = arms["peft_lora_ga__lr-0.001"]
+    assert lora_ga["kind"] == "peer" and lora_ga["family"] == "lora_ga" and lora_ga["lr"] == 1e-3
+    assert lora_ga["lora_params"] == arms["uniform_all__lr-0.001"]["lora_params"] == 82944  # uniform r=2
+    assert lora_ga["head_params"] == 384 * 384 + 384 + 384 * 2 + 2  # pooler + classifier: 148,610
+    assert lora_ga["rank_by_type"] == {t: 12 for t in ("q", "k", "v", "o", "up", "down")}
+    run = json.loads((tmp_path / "quality-runs" / "mrpc" / "peft_lora_ga__lr-0.001-s0.json").read_text())
+    assert run["settings"]["head"] == "shipped" and run["settings"]["device"] in ("cpu", "cuda")
+
+
+def test_init_arms_fail_clearly_until_gradient_init_exists(tmp_path: Path) -> None:
+    from heterolora.config import AllocationConfig
+
+    if "init" in AllocationConfig.model_fields:
+        pytest.skip("AllocationConfig has init: the arm runs")
+    args = ["--quick", "--task", "mrpc", "--arms", "uniform_all,heterolora_init", "--out-dir", str(tmp_path)]
+    result = CliRunner().invoke(quality, args)
+    assert result.exit_code == 2 and "heterolora_init needs AllocationConfig(init='gradient')" in result.output
+    assert not (tmp_path / "quality-runs").exists()  # nothing ran

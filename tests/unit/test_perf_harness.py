@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `benchmarks` lives at the repo root
-
-from benchmarks import perf
-from benchmarks.perf_memory import child
-from benchmarks.perf_report import judge, markdown
-from benchmarks.perf_timing import loglog_slope, percentile
+from benchmarks.perf import run as perf
+from benchmarks.perf.memory import child
+from benchmarks.perf.report import judge, markdown
+from benchmarks.perf.timing import loglog_slope, percentile
 
 
 @pytest.fixture(autouse=True)

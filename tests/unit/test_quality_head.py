@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from conftest import random_batches, tiny_model
 
-from heterolora.bench.head import MeanPoolClassifier
+from benchmarks.quality.head import MeanPoolClassifier
 from heterolora.search_space import discover, head_modules
 
 
@@ -33,3 +33,20 @@ def test_inputs_embeds_path_used_by_synflow() -> None:
     embeds = torch.ones(1, 5, 32)
     assert model(inputs_embeds=embeds).logits.shape == (1, 2)
     assert model.get_input_embeddings() is model.bert.embeddings.word_embeddings
+
+
+def test_arms_go_through_apply_plan_with_the_plan_head() -> None:
+    """Uniform, random and planned arms are engine Plans applied by heterolora.apply_plan: the
+    PeftModel carries its plan, and trains exactly the plan's LoRA and its modules_to_save head."""
+    from benchmarks.quality.arms import ArmSpec, budget_limit, build_arm
+
+    for name, head in (("uniform_all", ["classifier", "bert.pooler"]), ("random", ["classifier"])):
+        model = tiny_model("bert") if name == "uniform_all" else MeanPoolClassifier(tiny_model("bert"))
+        limit = budget_limit(model)
+        peft_model, _, ranks = build_arm(ArmSpec(name), model, random_batches(n=2), seed=0)
+        plan = peft_model.heterolora_plan
+        assert plan.peft.modules_to_save == head and plan.ranks == ranks
+        lora = sum(p.numel() for n, p in peft_model.named_parameters() if p.requires_grad and "lora_" in n)
+        assert lora == plan.budget.used <= limit
+        if name == "uniform_all":
+            assert set(ranks.values()) == {2} and len(ranks) == 12 and lora == limit  # r=2 on all 12 sites

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from heterolora.bench.arms import ArmSpec, arm_names, kind_of
-from heterolora.bench.data import bucketed_order, holdout_split
-from heterolora.bench.quality import f1_pos
-from heterolora.bench.report import build_report, markdown, rank_by_type
+from benchmarks.quality.arms import ArmSpec, arm_names, family_of, kind_of
+from benchmarks.quality.data import bucketed_order, holdout_split
+from benchmarks.quality.report import build_report, markdown, rank_by_type
+from benchmarks.quality.train import f1_pos
 
 
 def _run(arm: str, seed: int, acc: list[float], params: int = 82944) -> dict:
@@ -16,7 +16,7 @@ def _run(arm: str, seed: int, acc: list[float], params: int = 82944) -> dict:
         "split": "validation", "lora_params": params, "head_params": 770, "plan_seconds": 1.0,
         "accuracy": acc, "f1": [a + 10 for a in acc], "train_seconds": 100.0,
         "settings": {"epochs": len(acc), "batch_size": 32, "lr": 1e-3, "max_length": 128},
-        "sizes": {"train": 3668, "eval": 408}, "command": "heterolora bench quality",
+        "sizes": {"train": 3668, "eval": 408}, "command": "python -m benchmarks.quality",
     }  # fmt: skip
 
 
@@ -50,8 +50,14 @@ def test_arm_spec_overrides_and_kinds() -> None:
     assert [kind_of(n) for n in ("uniform_all", "heterolora_snip", "random", "eva")] == [
         "baseline", "heterolora", "control", "peer"
     ]  # fmt: skip
-    assert len(arm_names()) == 13  # (a)-(f): 11, plus (g) heterolora_shortcuts and (h) dynamic
+    # (a)-(f): 11, (g) heterolora_shortcuts, (h) dynamic; round 3: the default plan, two init arms, LoRA-GA
+    assert len(arm_names()) == 17
     assert [kind_of(n) for n in ("heterolora_shortcuts", "dynamic")] == ["shortcut", "dynamic"]
+    assert [kind_of(n) for n in ("heterolora", "heterolora_init", "uniform_all_init", "peft_lora_ga")] == [
+        "heterolora", "init", "init", "peer"
+    ]  # fmt: skip
+    families = [family_of(n) for n in ("uniform_qv_r8", "random", "heterolora_shortcuts", "peft_lora_ga", "eva")]
+    assert families == ["uniform", "heterolora", "heterolora", "lora_ga", "eva"]
     with pytest.raises(ValueError, match="unknown arm"):
         ArmSpec.parse("lora_everywhere")
 
@@ -63,7 +69,7 @@ def test_report_schema_last_and_best_epoch() -> None:
         _run("uniform_all", 1, [73.0, 76.0]),
         _run("random", 0, [71.0, 71.5]),
     ]
-    report = build_report("mrpc", runs, "heterolora bench quality")
+    report = build_report("mrpc", runs, "python -m benchmarks.quality")
     assert set(report) >= {"task", "command", "baseline", "epochs_reported", "units", "arms"}
     assert (report["baseline"], report["epochs_reported"], report["units"]) == ("uniform_all", "last", "percent")
     arms = {a["name"]: a for a in report["arms"]}
@@ -73,11 +79,13 @@ def test_report_schema_last_and_best_epoch() -> None:
     assert arms["uniform_all"]["best_epoch"] == [1, 2]
     assert arms["uniform_qv_r8"]["lora_params"] == 73728
     table = markdown(report)
-    assert "| uniform_all | baseline | 82944 | 770 | 2 | 75.00 ± 1.41 |" in table
-    assert "| random | control | 82944 | 770 | 1 | 71.50 ± 0.00 | 71.50 ± 0.00 | 81.50 ± 0.00 | -3.50 |" in table
-    # paired with uniform_all on seed 0 only (74.0): 71.5 - 74.0
+    assert "| uniform_all | baseline | 0.001 | 82944 | 770 | 2 | 75.00 ± 1.41 | 74.00 ± 1.41 |" in table
+    row = "| random | control | 0.001 | 82944 | 770 | 1 | 71.50 ± 0.00 | 71.00 ± 0.00 | 71.50 ± 0.00 | 81.50 ± 0.00 "
+    assert row + "| -3.50 |" in table
+    # paired with uniform_all on seed 0 only (74.0): 71.5 - 74.0; one pair: no interval, Wilcoxon p = 1
     assert arms["random"]["paired_delta"] == {"mean": -2.5, "sd": 0.0, "wins": 0, "n": 1}
-    assert "| -3.50 | -2.50 ± 0.00 (0/1) |" in table
+    assert (arms["random"]["paired_ci95"], arms["random"]["wilcoxon_p"], arms["random"]["wins"]) == (None, 1.0, [0, 1])
+    assert "| -3.50 | -2.50 ± 0.00 | 1 (1) | 0/1 | – |" in table
     assert arms["uniform_qv_r8"]["paired_delta"] == {"mean": -2.0, "sd": 0.0, "wins": 0, "n": 1}
 
 
@@ -94,7 +102,59 @@ def test_rank_by_type_sums_over_layers() -> None:
 
 def test_markdown_lists_the_commands_that_produced_the_runs() -> None:
     runs = [_run("uniform_all", 0, [75.0]), _run("random", 0, [74.0])]
-    merged = markdown(build_report("mrpc", runs, "heterolora bench quality --merge-only"))
-    assert "Command: `heterolora bench quality --merge-only`" in merged
-    assert "Runs:\n\n- `heterolora bench quality`\n" in merged
-    assert "Runs:" not in markdown(build_report("mrpc", runs, "heterolora bench quality"))
+    merged = markdown(build_report("mrpc", runs, "python -m benchmarks.quality --merge-only"))
+    assert "Command: `python -m benchmarks.quality --merge-only`" in merged
+    assert "Runs:\n\n- `python -m benchmarks.quality`\n" in merged
+    assert "Runs:" not in markdown(build_report("mrpc", runs, "python -m benchmarks.quality"))
+
+
+def test_round3_statistics_epochs_and_holm() -> None:
+    """Ten paired seeds: the arm is ahead by 1, 2, ..., 10 tenths on seeds 0-9 (all wins); a second
+    arm is behind on seed 0 only. Per-arm CI, exact Wilcoxon, Holm across the two arms, epoch 1."""
+    base = [_run("uniform_all", s, [70.0, 78.0, 80.0]) for s in range(10)]
+    ahead = [_run("heterolora", s, [80.5, 80.0, 80.0 + (s + 1) / 10]) for s in range(10)]
+    mixed = [_run("random", s, [60.0, 70.0, 79.0 if s == 0 else 80.5]) for s in range(10)]
+    report = build_report("mrpc", base + ahead + mixed, "python -m benchmarks.quality")
+    arms = {a["name"]: a for a in report["arms"]}
+    hetero, rand = arms["heterolora"], arms["random"]
+    assert report["baseline_final_mean"] == 80.0
+    # diffs 0.1..1.0: mean 0.55, sd 0.30277; half-width 2.262157 * 0.30277 / sqrt(10) = 0.21659
+    assert hetero["paired_ci95"] == pytest.approx([0.333, 0.767], abs=1e-3)
+    assert hetero["wilcoxon_p"] == pytest.approx(2 / 1024, abs=1e-5) and hetero["wins"] == [10, 10]
+    # random: diffs -1 (rank 10) and nine +0.5 (tied, mid-rank 5 each): W+ = 45 of 55. W+ = 5 k + 10 b
+    # (k of the nine positive, b: the -1 flipped); W+ >= 45 for (k, b) = (9, 0), (9, 1), (8, 1), (7, 1):
+    # 1 + 1 + 9 + 36 = 47 of 1024 patterns -> p = 2 * 47 / 1024
+    assert rand["wilcoxon_p"] == pytest.approx(94 / 1024, abs=1e-5) and rand["wins"] == [9, 10]
+    # Holm over two arms: the smaller p doubled, the larger times one (and never below the smaller's)
+    assert hetero["wilcoxon_p_holm"] == pytest.approx(4 / 1024, abs=1e-5)
+    assert rand["wilcoxon_p_holm"] == pytest.approx(94 / 1024, abs=1e-5)
+    assert hetero["accuracy_epoch1"] == [80.5] * 10 and hetero["accuracy_by_epoch"][0] == 80.5
+    assert hetero["epoch1_vs_baseline_final"]["mean"] == 0.5 and hetero["epoch1_vs_baseline_final"]["wins"] == 10
+    assert (hetero["epoch_reaching_baseline"], rand["epoch_reaching_baseline"]) == (1, 3)
+    assert "| heterolora | heterolora | 0.001 |" in markdown(report) and "| 10/10 | 1 |" in markdown(report)
+    assert report["lr_pick"] is None  # a validation report picks nothing
+
+
+def test_lr_pick_per_family_on_the_holdout() -> None:
+    def held(arm: str, seed: int, lr: float, acc: float) -> dict:
+        run = _run(arm, seed, [acc]) | {"split": "train-heldout", "arm": f"{arm}__lr-{lr:g}", "lr": lr}
+        return run | {"family": family_of(arm)}
+
+    rates = ((3e-4, 70.0), (1e-3, 74.0), (3e-3, 75.5))
+    runs = [held("uniform_all", s, lr, acc + s) for s in range(3) for lr, acc in rates]
+    runs += [held("heterolora", s, lr, 72.0) for s in range(3) for lr in (1e-3, 3e-3)]  # a tie
+    pick = build_report("mrpc", runs, "python -m benchmarks.quality --sweep-lr 3e-4,1e-3,3e-3")["lr_pick"]
+    assert pick["uniform"] == {
+        "lr": 3e-3,
+        "mean_accuracy": {"0.0003": 71.0, "0.001": 75.0, "0.003": 76.5},
+        "runs": {"0.0003": 3, "0.001": 3, "0.003": 3},
+    }
+    assert pick["heterolora"]["lr"] == 1e-3  # the tie goes to the smaller rate
+
+
+def test_rates_per_family_do_not_count_as_a_different_schedule() -> None:
+    runs = [_run("uniform_all", 0, [75.0]), _run("random", 0, [74.0])]
+    runs[1]["settings"] = runs[1]["settings"] | {"lr": 3e-3}
+    assert build_report("mrpc", runs, "x")["settings_vary"] is False
+    runs[1]["settings"] = runs[1]["settings"] | {"epochs": 3}
+    assert build_report("mrpc", runs, "x")["settings_vary"] is True

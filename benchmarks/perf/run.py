@@ -21,10 +21,11 @@ from typing import Any
 
 import torch
 
-from benchmarks import perf_engine as engine
-from benchmarks.perf_report import judge, markdown
-from benchmarks.perf_timing import CLOCK, machine, rounded
-from benchmarks.perf_workloads import Spec, load
+from benchmarks import RESULTS
+from benchmarks.perf import engine
+from benchmarks.perf.report import judge, markdown
+from benchmarks.perf.timing import CLOCK, machine, rounded
+from benchmarks.perf.workloads import Spec, load
 
 SECTIONS = ("overhead", "eva", "scaling", "memory", "service")
 
@@ -94,13 +95,13 @@ def run(plan: Plan, sections: tuple[str, ...]) -> dict[str, Any]:
         results["scaling_exponent_k"] = details["scaling_k"]["exponent"]
         results["scaling_exponent_depth"] = details["scaling_depth"]["exponent"]
     if "memory" in sections:
-        from benchmarks.perf_memory import memory_ratio
+        from benchmarks.perf.memory import memory_ratio
 
         proxies = ("grad_norm",) if plan.mode == "quick" else ("grad_norm", "rank_energy")
         details["memory"] = memory_ratio(plan.memory.to_dict(), proxies, plan.memory_rounds)
         results["memory_ratio"] = details["memory"]["ratio"]
     if "service" in sections:
-        from benchmarks.perf_service import service_sections
+        from benchmarks.perf.service import service_sections
 
         svc = service_sections(plan.mode == "quick", plan.work.data, **plan.service)
         details |= {"cache": svc["cache"], "cached_post": svc["cached_post"], "new_job": svc["new_job"]}
@@ -115,7 +116,7 @@ def run(plan: Plan, sections: tuple[str, ...]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.perf", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny models, one round: checks the harness")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for perf.json/.md")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for perf.json/.md")
     parser.add_argument("--data", default="", help="TSV/JSONL of text pairs for MiniLM (default: built-in)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
     args = parser.parse_args(argv)

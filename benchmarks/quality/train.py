@@ -9,18 +9,19 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from heterolora.bench.arms import ArmSpec, build_arm, kind_of
-from heterolora.bench.data import Encoded, bucketed_order, collate, encode, eval_batches, holdout_split, load_rows
-from heterolora.bench.data import subset as take
-from heterolora.bench.head import MeanPoolClassifier
-from heterolora.data import make_batches
+from benchmarks.quality.arms import FAMILY_LR, ArmSpec, build_arm, family_of, kind_of
+from benchmarks.quality.data import Encoded, bucketed_order, collate, encode, eval_batches, holdout_split, load_rows
+from benchmarks.quality.data import subset as take
+from benchmarks.quality.head import MeanPoolClassifier
 from heterolora.loading import load_model
+from heterolora.samples import make_batches
+from heterolora.search_space import head_modules
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class Settings:
 
     epochs: int = 3  # baselines still improve after 1 epoch (docs/quality.md); 3 fits the CPU budget
     batch_size: int = 16
-    lr: float = 3e-3  # tuned once, on uniform_all and the train hold-out (docs/quality.md)
+    lr: float | None = None  # None: the arm family's rate (arms.FAMILY_LR); a number: every arm, run files say so
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
     max_length: int = 128
@@ -37,8 +38,22 @@ class Settings:
     train_limit: int | None = None  # quick mode: a tiny subset
     eval_limit: int | None = None
     pilot: bool = False  # train on 2/3 of train, evaluate on the other 1/3 (never on validation)
-    head: str = "mean"  # "mean": masked mean pooling + classifier; "pooler": BERT pooler + classifier
+    head: str = "shipped"  # "shipped": the head apply_plan trains on the model as loaded (BERT pooler +
+    # classifier on MiniLM); "mean": the round 1-2 head, masked mean pooling + classifier (docs/quality.md)
     threads: int = 1
+    device: str = "auto"  # auto: cuda when available
+
+
+HEADS = ("shipped", "mean")
+
+
+def run_label(arm_label: str, settings: Settings) -> str:
+    """The run file's arm name: an explicit learning rate (sweeps) is part of it."""
+    return arm_label if settings.lr is None else f"{arm_label}__lr-{settings.lr:g}"
+
+
+def resolve_device(name: str) -> str:
+    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
 
 
 def splits(data_dir: str, task: str, settings: Settings) -> tuple[list, list]:
@@ -62,8 +77,9 @@ def evaluate(model: Any, data: Encoded, pad_id: int, batch_size: int = 64) -> tu
     """(accuracy, F1 of label 1) in percent."""
     model.eval()
     pred, gold = [], []
+    device = next(model.parameters()).device
     for idx in eval_batches(data, batch_size):
-        batch = collate(data, idx, pad_id)
+        batch = {k: v.to(device) for k, v in collate(data, idx, pad_id).items()}
         gold.extend(batch.pop("labels").tolist())
         pred.extend(model(**batch).logits.argmax(-1).tolist())
     acc = sum(p == g for p, g in zip(pred, gold, strict=True)) / len(gold)
@@ -82,11 +98,12 @@ def schedule(optimizer: torch.optim.Optimizer, total: int, warmup: int) -> torch
 def train(model: Any, train_data: Encoded, held: Encoded, settings: Settings, seed: int, pad_id: int) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    device = next(model.parameters()).device
     lengths = [len(x) for x in train_data.input_ids]
     per_epoch = math.ceil(len(train_data) / settings.batch_size)
     total = per_epoch * settings.epochs
     sched = schedule(opt, total, max(1, round(settings.warmup_ratio * total)))
-    torch.manual_seed(20_000 + seed)  # dropout masks
+    torch.manual_seed(20_000 + seed)  # dropout masks (seeds CUDA too)
     acc, f1, losses = [], [], []
     dynamic = getattr(model, "heterolora_dynamic", None)  # arm (h): re-allocates during training
     if dynamic is not None:
@@ -98,7 +115,7 @@ def train(model: Any, train_data: Encoded, held: Encoded, settings: Settings, se
         for i, idx in enumerate(bucketed_order(lengths, settings.batch_size, seed * 1000 + epoch)):
             if dynamic is not None:
                 dynamic.maybe_reallocate(epoch * per_epoch + i)
-            loss = model(**collate(train_data, idx, pad_id)).loss
+            loss = model(**{k: v.to(device) for k, v in collate(train_data, idx, pad_id).items()}).loss
             loss.backward()
             opt.step()
             sched.step()
@@ -115,26 +132,33 @@ def run_one(
     task: str, arm: str, seed: int, data_dir: str, settings: Settings, out_dir: str | Path, command: str = ""
 ) -> dict:
     """Train one arm with one seed; write and return its result record."""
-    torch.set_num_threads(settings.threads)
     spec = ArmSpec.parse(arm)
+    label = run_label(spec.label, settings)
+    device = resolve_device(settings.device)
+    if device == "cpu":
+        torch.set_num_threads(settings.threads)
+    settings = replace(settings, lr=settings.lr or FAMILY_LR[family_of(spec.name)], device=device)
     train_rows, held_rows = splits(data_dir, task, settings)
     loaded = load_model("minilm", "seq-cls", num_labels=2)  # seeds the new head itself: one init for all arms and seeds
     tok, model = loaded.tokenizer, loaded.model
     if settings.head == "mean":
         model = MeanPoolClassifier(model)
+    model.to(device)
     scoring = make_batches(
         train_rows, tok, task="seq-cls", batch_size=8, num_batches=settings.scoring_batches,
         max_length=settings.max_length, seed=seed, labels={0: 0, 1: 1},
     )  # fmt: skip
-    head_params = sum(p.numel() for n in _head(model) for p in model.get_submodule(n).parameters())
+    head_params = sum(p.numel() for n in head_modules(model) for p in model.get_submodule(n).parameters())
     peft_model, plan_seconds, ranks = build_arm(spec, model, scoring, seed)
     train_data, held = encode(train_rows, tok, settings.max_length), encode(held_rows, tok, settings.max_length)
     result = train(peft_model, train_data, held, settings, seed, tok.pad_token_id)
     record = {
         "task": task,
-        "arm": spec.label,
+        "arm": label,
         "name": spec.name,
         "kind": kind_of(spec.name),
+        "family": family_of(spec.name),
+        "lr": settings.lr,
         "seed": seed,
         "split": "train-heldout" if settings.pilot else "validation",
         "lora_params": adapter_params(peft_model, head_params),
@@ -146,7 +170,7 @@ def run_one(
         "sizes": {"train": len(train_data), "eval": len(held)},
         "command": command,
     }
-    out = Path(out_dir) / f"{spec.label}-s{seed}.json"
+    out = Path(out_dir) / f"{label}-s{seed}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1) + "\n")
     return record
@@ -159,9 +183,3 @@ def adapter_params(peft_model: Any, head_params: int) -> int:
     if dynamic is not None:
         return int(dynamic.config.active_params)
     return sum(p.numel() for p in peft_model.parameters() if p.requires_grad) - head_params
-
-
-def _head(model: Any) -> list[str]:
-    from heterolora.search_space import head_modules
-
-    return head_modules(model)

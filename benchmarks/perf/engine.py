@@ -7,9 +7,9 @@ from typing import Any
 
 from torch import nn
 
-from benchmarks.perf_report import GRADIENT_PROXIES
-from benchmarks.perf_timing import interleave, loglog_slope, median, rounded, timed
-from benchmarks.perf_workloads import Batches, Spec, Workload, llama_model, random_batches
+from benchmarks.perf.report import GRADIENT_PROXIES
+from benchmarks.perf.timing import interleave, loglog_slope, median, rounded, timed
+from benchmarks.perf.workloads import Batches, Spec, Workload, llama_model, random_batches
 from heterolora.config import AllocationConfig, LikeBudget, UniformSpec
 from heterolora.engine import compute_plan
 from heterolora.proxies.context import batch_loss

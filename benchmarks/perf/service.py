@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 
-from benchmarks.perf_timing import median, percentile, rounded
-from benchmarks.perf_workloads import sample_rows
+from benchmarks.perf.timing import median, percentile, rounded
+from benchmarks.perf.workloads import sample_rows
 from devtools.stack import save_tiny_bert, start_stack, stop_stack
 
 POLL_S = 0.01  # client-side polling for the timed jobs: 10 ms, far below any job's length
@@ -28,7 +28,7 @@ JOB_TIMEOUT_S = 600
 
 
 def tiny_body(model_id: str, seed: int) -> dict[str, Any]:
-    from heterolora.data import builtin_sample
+    from heterolora.samples import builtin_sample
 
     return {
         "model_id": model_id,

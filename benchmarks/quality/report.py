@@ -8,9 +8,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from benchmarks.quality.arms import ALL_TYPES as TYPES
+from benchmarks.quality.arms import arm_names, family_of
+from benchmarks.quality.stats import holm, paired
 from heterolora.architectures import site_type
-from heterolora.bench.arms import ALL_TYPES as TYPES
-from heterolora.bench.arms import arm_names
 
 
 def load_runs(runs_dir: Path) -> list[dict[str, Any]]:
@@ -33,10 +34,13 @@ def merge_arms(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     arms = []
     for label, group in by_arm.items():
         best = [max(range(len(r["accuracy"])), key=lambda i, r=r: r["accuracy"][i]) for r in group]
+        epochs = min(len(r["accuracy"]) for r in group)
         arms.append(
             {
                 "name": label,
                 "kind": group[0]["kind"],
+                "family": group[0].get("family") or family_of(group[0]["name"]),
+                "lr": sorted({r.get("lr") or r["settings"]["lr"] for r in group}),
                 "lora_params": sorted({r["lora_params"] for r in group}),
                 "head_params": group[0]["head_params"],
                 "seeds": [r["seed"] for r in group],
@@ -44,14 +48,19 @@ def merge_arms(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "f1": [r["f1"][-1] for r in group],
                 "accuracy_best": [r["accuracy"][i] for r, i in zip(group, best, strict=True)],
                 "f1_best": [r["f1"][i] for r, i in zip(group, best, strict=True)],
+                "accuracy_epoch1": [r["accuracy"][0] for r in group],
+                "accuracy_by_epoch": [
+                    round(statistics.fmean(r["accuracy"][e] for r in group), 3) for e in range(epochs)
+                ],
                 "best_epoch": [i + 1 for i in best],
                 "plan_seconds": round(statistics.fmean(r["plan_seconds"] for r in group), 3),
                 "train_seconds": round(statistics.fmean(r["train_seconds"] for r in group), 1),
                 "rank_by_type": rank_by_type(group[0].get("ranks", {})),
             }
         )
-    for arm in arms:  # one number when every seed had the same budget (plans may differ per seed)
-        arm["lora_params"] = arm["lora_params"][0] if len(arm["lora_params"]) == 1 else arm["lora_params"]
+    for arm in arms:  # one number when every seed had the same budget (plans may differ per seed) and rate
+        for key in ("lora_params", "lr"):
+            arm[key] = arm[key][0] if len(arm[key]) == 1 else arm[key]
     return arms
 
 
@@ -66,7 +75,8 @@ def rank_by_type(ranks: dict[str, int]) -> dict[str, int]:
 
 def stronger_baseline(arms: list[dict[str, Any]]) -> str | None:
     base = [a for a in arms if a["name"] in ("uniform_qv_r8", "uniform_all")]
-    return max(base, key=lambda a: _mean_sd(a["accuracy"])[0])["name"] if base else None
+    # a tie goes to uniform_all, the budget's own baseline
+    return max(base, key=lambda a: (_mean_sd(a["accuracy"])[0], a["name"] == "uniform_all"))["name"] if base else None
 
 
 def paired_delta(arm: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
@@ -81,6 +91,21 @@ def paired_delta(arm: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     return {"mean": round(mean, 3), "sd": round(sd, 3), "wins": sum(d > 0 for d in diffs), "n": len(diffs)}
 
 
+def compare(arm: dict[str, Any], base: dict[str, Any]) -> None:
+    """The round-3 statistics of `arm` against the baseline, set on `arm` (Holm comes after)."""
+    final = dict(zip(base["seeds"], base["accuracy"], strict=True))
+    stats = paired(dict(zip(arm["seeds"], arm["accuracy"], strict=True)), final)
+    arm["paired_ci95"] = stats["ci95"]
+    arm["wilcoxon_p"] = stats["wilcoxon_p"]
+    arm["wins"] = [stats["wins"], stats["n"]]
+    # the second way to win: the arm after epoch 1 against the baseline after its last epoch
+    early = paired(dict(zip(arm["seeds"], arm["accuracy_epoch1"], strict=True)), final)
+    arm["epoch1_vs_baseline_final"] = {k: early[k] for k in ("n", "mean", "ci95", "wins")}
+    target = statistics.fmean(base["accuracy"])
+    reached = [e + 1 for e, acc in enumerate(arm["accuracy_by_epoch"]) if acc >= target]
+    arm["epoch_reaching_baseline"] = reached[0] if reached else None
+
+
 def build_report(task: str, runs: list[dict[str, Any]], command: str) -> dict[str, Any]:
     arms = merge_arms(runs)
     first = runs[0]
@@ -89,6 +114,11 @@ def build_report(task: str, runs: list[dict[str, Any]], command: str) -> dict[st
     for arm in arms:
         if base is not None and arm is not base:
             arm["paired_delta"] = paired_delta(arm, base)
+            compare(arm, base)
+    adjusted = holm({a["name"]: a.get("wilcoxon_p") for a in arms if a is not base})
+    for arm in arms:
+        if arm is not base:
+            arm["wilcoxon_p_holm"] = None if adjusted[arm["name"]] is None else round(adjusted[arm["name"]], 5)
     return {
         "task": task,
         "command": command,
@@ -98,55 +128,107 @@ def build_report(task: str, runs: list[dict[str, Any]], command: str) -> dict[st
         "units": "percent",
         "split": first["split"],
         "settings": first["settings"],
-        "settings_vary": any(r["settings"] != first["settings"] for r in runs),
+        "settings_vary": any(_schedule(r) != _schedule(first) for r in runs),  # the rate has its own column
         "sizes": first["sizes"],
+        "baseline_final_mean": round(statistics.fmean(base["accuracy"]), 3) if base else None,
         "arms": arms,
+        "lr_pick": lr_pick(arms) if first["split"] == "train-heldout" else None,
     }
+
+
+def _schedule(run: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in run["settings"].items() if k != "lr"}
+
+
+def lr_pick(arms: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per family, the learning rate with the highest mean hold-out accuracy (last epoch) over its
+    arms and seeds; a tie goes to the smaller rate (docs/quality.md, round 3 protocol)."""
+    by_family: dict[str, dict[float, list[float]]] = {}
+    for arm in arms:
+        if isinstance(arm["lr"], float | int):
+            by_family.setdefault(arm["family"], {}).setdefault(float(arm["lr"]), []).extend(arm["accuracy"])
+    picks = {}
+    for family, by_lr in sorted(by_family.items()):
+        means = {lr: round(statistics.fmean(acc), 3) for lr, acc in sorted(by_lr.items())}
+        best = max(means.values())
+        picks[family] = {
+            "lr": min(lr for lr, m in means.items() if m == best),
+            "mean_accuracy": {f"{lr:g}": m for lr, m in means.items()},
+            "runs": {f"{lr:g}": len(acc) for lr, acc in by_lr.items()},
+        }
+    return picks
 
 
 def markdown(report: dict[str, Any]) -> str:
     base = next((a for a in report["arms"] if a["name"] == report["baseline"]), None)
     ref = _mean_sd(base["accuracy"])[0] if base else float("nan")
     s = report["settings"]
-    schedule = f"{s['epochs']} epochs, batch {s['batch_size']}, lr {s['lr']}, max length {s['max_length']}"
+    schedule = f"{s['epochs']} epochs, batch {s['batch_size']}, max length {s['max_length']}, head {s.get('head')}"
     if report.get("settings_vary"):
-        schedule = "schedule and head as in each arm's name"
+        schedule = "schedule and head as recorded in each run file"
     lines = [
         f"# Quality benchmark: {report['task'].upper()} ({report['split']}, {report['sizes']['eval']} examples)",
         "",
         f"MiniLM-L6, {schedule}. "
-        f"Accuracy and F1 in %, mean ± sd over seeds; 'last' = final epoch, 'best' = best epoch. "
-        f"Δ = last-epoch mean accuracy minus the stronger baseline ({report['baseline']}); paired Δ = mean over "
-        "shared seeds of (arm − baseline) on the same seed ± sd, with the arm's wins.",
+        f"Accuracy and F1 in %, mean ± sd over seeds; 'last' = final epoch, 'best' = best epoch, 'ep 1' = after "
+        f"epoch 1. Δ = last-epoch mean accuracy minus the stronger baseline ({report['baseline']}); paired Δ = "
+        "mean over shared seeds of (arm − baseline) on the same seed ± sd, with its 95 % t-interval; p = exact "
+        "Wilcoxon signed-rank, two-sided, and Holm-corrected across the arms of this table; wins = seeds where the "
+        "arm is ahead; 'reaches' = first epoch whose mean accuracy reaches the baseline's final mean.",
         "",
-        "| arm | kind | LoRA params | head params | seeds | acc last | acc best | F1 last | Δ acc | paired Δ (wins) "
-        f"| plan s | train s | Σ rank {'/'.join(TYPES)} (seed {report['arms'][0]['seeds'][0]}) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| arm | kind | lr | LoRA params | head params | seeds | acc last | acc ep 1 | acc best | F1 last | Δ acc "
+        "| paired Δ [95 % CI] | p (Holm) | wins | reaches | plan s | train s "
+        f"| Σ rank {'/'.join(TYPES)} (seed {report['arms'][0]['seeds'][0]}) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for a in report["arms"]:
-        acc, acc_sd = _mean_sd(a["accuracy"])
-        best, best_sd = _mean_sd(a["accuracy_best"])
-        f1, f1_sd = _mean_sd(a["f1"])
-        delta = "–" if math.isnan(ref) else f"{acc - ref:+.2f}"
+        delta = "–" if math.isnan(ref) else f"{_mean_sd(a['accuracy'])[0] - ref:+.2f}"
         params = a["lora_params"] if isinstance(a["lora_params"], int) else "/".join(map(str, a["lora_params"]))
+        lr = a.get("lr")
+        lr_text = f"{lr:g}" if isinstance(lr, float | int) else "/".join(f"{x:g}" for x in lr or [])
+        wins = f"{a['wins'][0]}/{a['wins'][1]}" if a.get("wins") else "–"
+        reaches = "–" if a is base or a.get("epoch_reaching_baseline") is None else a["epoch_reaching_baseline"]
         lines.append(
-            f"| {a['name']} | {a['kind']} | {params} | {a['head_params']} | {len(a['seeds'])} "
-            f"| {acc:.2f} ± {acc_sd:.2f} | {best:.2f} ± {best_sd:.2f} | {f1:.2f} ± {f1_sd:.2f} "
-            f"| {delta} | {_paired_text(a)} | {a['plan_seconds']:.1f} | {a['train_seconds']:.0f} "
+            f"| {a['name']} | {a['kind']} | {lr_text} | {params} | {a['head_params']} | {len(a['seeds'])} "
+            f"| {_pm(a['accuracy'])} | {_pm(a.get('accuracy_epoch1', []))} | {_pm(a['accuracy_best'])} "
+            f"| {_pm(a['f1'])} | {delta} | {_paired_text(a)} | {_p_text(a)} | {wins} "
+            f"| {reaches} | {a['plan_seconds']:.1f} | {a['train_seconds']:.0f} "
             f"| {'/'.join(str(a['rank_by_type'].get(t, 0)) for t in TYPES)} |"
         )
     lines += ["", f"Command: `{report['command']}`", ""]
     runs = [c for c in report.get("commands", []) if c != report["command"]]
     if runs:  # the benchmark runs in parts; these produced the run files merged here
         lines += ["Runs:", "", *(f"- `{c}`" for c in runs), ""]
+    if report.get("lr_pick"):
+        lines += ["Learning rate per family (hold-out, mean last-epoch accuracy over arms and seeds):", ""]
+        lines += ["| family | picked | mean accuracy by lr | runs by lr |", "|---|---|---|---|"]
+        for family, pick in report["lr_pick"].items():
+            means = ", ".join(f"{lr}: {m:.2f}" for lr, m in pick["mean_accuracy"].items())
+            runs_by_lr = ", ".join(f"{lr}: {n}" for lr, n in pick["runs"].items())
+            lines.append(f"| {family} | {pick['lr']:g} | {means} | {runs_by_lr} |")
+        lines.append("")
     return "\n".join(lines)
+
+
+def _pm(values: list[float]) -> str:
+    if not values:
+        return "–"
+    mean, sd = _mean_sd(values)
+    return f"{mean:.2f} ± {sd:.2f}"
 
 
 def _paired_text(arm: dict[str, Any]) -> str:
     pd = arm.get("paired_delta")
     if not pd or not pd["n"]:
         return "–"
-    return f"{pd['mean']:+.2f} ± {pd['sd']:.2f} ({pd['wins']}/{pd['n']})"
+    ci = arm.get("paired_ci95")
+    interval = f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""
+    return f"{pd['mean']:+.2f} ± {pd['sd']:.2f}{interval}"
+
+
+def _p_text(arm: dict[str, Any]) -> str:
+    p, holm_p = arm.get("wilcoxon_p"), arm.get("wilcoxon_p_holm")
+    return "–" if p is None else f"{p:.3g} ({holm_p:.3g})"
 
 
 def plot(report: dict[str, Any], path: Path) -> None:

@@ -58,7 +58,7 @@ class Workload:
 
 def sample_rows(data: str) -> list[dict[str, Any]]:
     """The first DATA_ROWS rows of `data`; the built-in 128 pairs when it is "" or missing."""
-    from heterolora.data import builtin_sample, read_samples
+    from heterolora.samples import builtin_sample, read_samples
 
     if not data or not Path(data).is_file():
         return builtin_sample()

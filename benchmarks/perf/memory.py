@@ -5,7 +5,7 @@ A child process imports everything both variants need, records its RSS, loads th
 batches, records its RSS again, resets the kernel's high-water mark (`echo 5 > /proc/self/clear_refs`)
 and runs the variant; VmHWM is then the peak of that variant alone on top of the same baseline.
 
-    python -m benchmarks.perf_memory '{"variant": "plan", "spec": {...}}'   # prints one JSON line
+    python -m benchmarks.perf.memory '{"variant": "plan", "spec": {...}}'   # prints one JSON line
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.perf_timing import median, rounded
+from benchmarks.perf.timing import median, rounded
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _status_kb(field: str) -> int:
@@ -55,7 +55,7 @@ def child(variant: str, spec_values: dict[str, Any]) -> dict[str, int]:
     torch.set_num_threads(1)
     import peft  # noqa: F401  (both variants pay the same imports)
 
-    from benchmarks.perf_workloads import Spec, load
+    from benchmarks.perf.workloads import Spec, load
     from heterolora.engine import compute_plan
 
     imports_kb = _status_kb("VmRSS")
@@ -74,7 +74,7 @@ def child(variant: str, spec_values: dict[str, Any]) -> dict[str, int]:
 def measure(variant: str, spec: dict[str, Any]) -> dict[str, int]:
     payload = json.dumps({"variant": variant, "spec": spec})
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.perf_memory", payload],
+        [sys.executable, "-m", "benchmarks.perf.memory", payload],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from heterolora.data import read_samples
+from heterolora.samples import read_samples
 
 TASKS = ("mrpc", "rte")
 

@@ -1,0 +1,1 @@
+"""The performance benchmark (`python -m benchmarks.perf`, `make bench-perf`); docs/performance.md."""

@@ -1,0 +1,188 @@
+"""The arms of the quality benchmark: how each one turns a freshly loaded MiniLM into a PeftModel.
+
+Every planned arm goes through the product's own path, `heterolora.apply_plan(model, plan)`, on an
+engine Plan of this very model, so each arm trains what a user's `apply_plan` trains: the planned
+LoRA ranks and the plan's `modules_to_save` head. Uniform and random arms are engine plans with
+their ranks replaced (`with_ranks`); the peer arms (EVA, LoRA-GA) use PEFT directly. Budget: uniform
+rank 2 on all six linear types (`BUDGET`), except the q,v default (its own r=8 count), the paper's
+fraction mode (25 % of sites at rank 8) and EVA (same rank units).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from benchmarks.quality.peers import ALPHA_RATIO, dynamic_arm, eva_arm, lora_ga_arm
+from heterolora.allocation import Item, allocate_ranks, scalar_curve
+from heterolora.apply import apply_plan
+from heterolora.config import PROXY_NAMES, AllocationConfig
+from heterolora.engine import compute_plan, resolve_limit
+from heterolora.plans import Plan, build_peft_kwargs
+from heterolora.search_space import discover
+
+ALL_TYPES = ["q", "k", "v", "o", "up", "down"]
+BUDGET = {"like": {"r": 2, "types": ALL_TYPES}}  # 82,944 LoRA parameters on MiniLM
+KINDS = ("baseline", "heterolora", "init", "control", "peer", "shortcut", "dynamic")
+INIT_ARMS = ("heterolora_init", "uniform_all_init")  # need AllocationConfig(init="gradient")
+ROUND3_ARMS = ("uniform_all", "heterolora", *INIT_ARMS, "peft_lora_ga", "dynamic", "random")  # issue 15's arms 1-7
+
+# Learning rate per arm family (docs/quality.md, "Round 3 protocol"): the round-2 rate until the
+# round-3 hold-out sweep (`--sweep-lr`) picks one per family; the pick is written here in a commit.
+FAMILY_LR = {"uniform": 3e-3, "heterolora": 3e-3, "init": 3e-3, "lora_ga": 3e-3, "eva": 3e-3, "dynamic": 3e-3}
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """An arm name plus AllocationConfig overrides, written `name` or `name:key=value/key=value`
+    (list values joined with '+', e.g. `heterolora_rank_energy:rank_set=1+2+4+8`)."""
+
+    name: str
+    overrides: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> ArmSpec:
+        name, _, rest = text.partition(":")
+        pairs = tuple(tuple(p.split("=", 1)) for p in rest.split("/") if p)
+        if name not in arm_names() or any(len(p) != 2 for p in pairs):
+            raise ValueError(f"unknown arm {text!r}; choose from {arm_names()}")
+        return cls(name, pairs)  # type: ignore[arg-type]
+
+    @property
+    def label(self) -> str:
+        extra = "".join(f"__{k}-{v}" for k, v in self.overrides)
+        return self.name + extra
+
+    def config_options(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in self.overrides:
+            out[key] = [int(x) for x in value.split("+")] if key in ("rank_set", "types") else value
+        return out
+
+
+def arm_names() -> list[str]:
+    hetero = [f"heterolora_{p}" for p in PROXY_NAMES]
+    peers = ["eva", "peft_lora_ga"]
+    later = ["heterolora_shortcuts", "dynamic"]  # (g) and (h)
+    first = ["uniform_qv_r8", "uniform_all", "heterolora", *hetero, "heterolora_fraction", "random", *INIT_ARMS]
+    return [*first, *peers, *later]
+
+
+def kind_of(name: str) -> str:
+    if name in INIT_ARMS:
+        return "init"
+    if name in ("heterolora_shortcuts", "dynamic"):
+        return "shortcut" if name == "heterolora_shortcuts" else "dynamic"
+    if name.startswith("uniform"):
+        return "baseline"
+    if name.startswith("heterolora"):
+        return "heterolora"
+    return "control" if name == "random" else "peer"
+
+
+FAMILY_OF_KIND = {"baseline": "uniform", "heterolora": "heterolora", "control": "heterolora", "shortcut": "heterolora"}
+
+
+def family_of(name: str) -> str:
+    """The learning-rate family: arms that differ only in where the ranks go share a rate; each peer
+    has its own."""
+    kind = kind_of(name)
+    if kind == "peer":
+        return "eva" if name == "eva" else "lora_ga"
+    return FAMILY_OF_KIND.get(kind, kind)  # init, dynamic
+
+
+def unavailable(name: str) -> str | None:
+    """Why an arm cannot run with this heterolora, or None."""
+    if name in INIT_ARMS and "init" not in AllocationConfig.model_fields:
+        return (
+            f"arm {name} needs AllocationConfig(init='gradient') from the gradient-initialisation issue; "
+            "this heterolora has no `init` option yet"
+        )
+    return None
+
+
+def budget_limit(model: nn.Module) -> int:
+    return resolve_limit(AllocationConfig(budget=BUDGET), discover(model))
+
+
+def uniform_ranks(model: nn.Module, types: list[str], r: int) -> dict[str, int]:
+    return {c.name: r for c in discover(model) if c.type in types}
+
+
+def random_ranks(model: nn.Module, config: AllocationConfig, seed: int) -> dict[str, int]:
+    """The allocation rule fed with random scores: heterogeneity without any proxy signal."""
+    rng = random.Random(1000 + seed)
+    ranks = config.effective_ranks()
+    items = [Item(c.name, c.cost_per_rank, scalar_curve(rng.random(), ranks)) for c in discover(model)]
+    return allocate_ranks(items, ranks, budget_limit(model), seed)
+
+
+def with_ranks(plan: Plan, ranks: dict[str, int], source: str) -> Plan:
+    """`plan` (an engine plan of the same model) with other LoRA ranks, alpha = ALPHA_RATIO r as the
+    engine sets it; `source` names where the ranks came from (Plan.proxy)."""
+    modules = []
+    for m in plan.lora_modules:
+        r = ranks.get(m.name, 0)
+        modules.append(m.model_copy(update={"rank": r, "alpha": ALPHA_RATIO * r, "params": r * (m.d_in + m.d_out)}))
+    peft = build_peft_kwargs(
+        modules,
+        use_rslora=plan.peft.use_rslora,
+        fan_in_fan_out=plan.peft.fan_in_fan_out,
+        modules_to_save=plan.peft.modules_to_save,
+        task_type=plan.peft.task_type,
+    )
+    used = sum(m.params for m in modules)
+    budget = plan.budget.model_copy(update={"used": used})
+    return plan.model_copy(update={"modules": modules, "peft": peft, "proxy": source, "budget": budget})
+
+
+def template_plan(model: nn.Module, seed: int, **options: Any) -> Plan:
+    """An engine plan of `model` with no data (the constant proxy): the frame `with_ranks` fills."""
+    return compute_plan(model, [], AllocationConfig(proxy="constant", budget=BUDGET, seed=seed, **options))
+
+
+def arm_plan(spec: ArmSpec, model: nn.Module, scoring: list[dict[str, torch.Tensor]], seed: int) -> Plan:
+    """The Plan an arm applies: the engine's plan for planned arms, engine-framed ranks for the others."""
+    options = spec.config_options()
+    name = spec.name
+    if name in INIT_ARMS:  # the plan carries the init; apply_plan initialises from it (gradient-init issue)
+        options["init"] = "gradient"
+    if name == "uniform_qv_r8":
+        return with_ranks(template_plan(model, seed), uniform_ranks(model, ["q", "v"], 8), "uniform")
+    if name in ("uniform_all", "uniform_all_init"):
+        return with_ranks(template_plan(model, seed, **options), uniform_ranks(model, ALL_TYPES, 2), "uniform")
+    if name == "random":
+        return with_ranks(template_plan(model, seed), random_ranks(model, AllocationConfig(**options), seed), "random")
+    budget: dict[str, Any] = BUDGET
+    if name == "heterolora_fraction":
+        budget = {"fraction": 0.25, "rank": 8}
+    elif name.removeprefix("heterolora_") in PROXY_NAMES:  # `heterolora` and `heterolora_init`: the default
+        options.setdefault("proxy", name.removeprefix("heterolora_"))
+    if name == "heterolora_shortcuts":
+        options["shortcuts"] = True
+    return compute_plan(model, scoring, AllocationConfig(budget=budget, seed=seed, **options))
+
+
+def build_arm(
+    spec: ArmSpec, model: nn.Module, scoring: list[dict[str, torch.Tensor]], seed: int
+) -> tuple[Any, float, dict[str, int]]:
+    """(PeftModel, planning seconds, rank per site) for one arm on a freshly loaded model."""
+    if reason := unavailable(spec.name):
+        raise RuntimeError(reason)
+    if spec.name == "eva":
+        return eva_arm(model, scoring, seed)
+    if spec.name == "peft_lora_ga":
+        return lora_ga_arm(arm_plan(ArmSpec("uniform_all"), model, scoring, seed), model, scoring, seed)
+    if spec.name == "dynamic":
+        return dynamic_arm(model, scoring, seed, budget_limit(model), spec.config_options())
+    t0 = time.perf_counter()
+    plan = arm_plan(spec, model, scoring, seed)
+    seconds = time.perf_counter() - t0
+    torch.manual_seed(10_000 + seed)  # LoRA A init: the same stream in every arm
+    return apply_plan(model, plan), seconds, plan.ranks

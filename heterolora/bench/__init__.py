@@ -1,1 +1,0 @@
-"""Benchmarks shipped with the package: `heterolora bench quality` (fine-tuning quality)."""
