@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from train_from_plan import base_model_source, train
+from train_from_plan import DEFAULT_STEPS, base_model_source, train
 
 from heterolora.client import Client
 from heterolora.data import builtin_sample
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--server", help="HeteroLoRA service URL (default: start one in this process)")
     parser.add_argument("--api-key-env", default="HETEROLORA_API_KEY", help="env var holding the API key")
     parser.add_argument("--out", type=Path, help="adapter folder (default: a temporary folder)")
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     args = parser.parse_args()
 
     with service(args.server) as url, Client(url, api_key=os.environ.get(args.api_key_env)) as client:

@@ -1,6 +1,6 @@
 """Train with a HeteroLoRA plan file: the training half of a pipeline step (see pipeline_step.sh).
 
-    python examples/train_from_plan.py --plan plan.json --out adapter/ [--steps 8]
+    python examples/train_from_plan.py --plan plan.json --out adapter/ [--steps 4]
 
 Loads the base model the plan was made for, applies the plan with PEFT (`heterolora.apply_plan`),
 fine-tunes a few steps with `transformers.Trainer` on the built-in sample (swap `training_rows`
@@ -31,6 +31,7 @@ from heterolora.data import builtin_sample
 from heterolora.loading import resolve_source
 
 NUM_LABELS = 2  # the built-in sample is sentence-pair paraphrase detection
+DEFAULT_STEPS = 4  # a demonstration, not a fine-tune
 
 
 def base_model_source(plan: Plan) -> str:
@@ -44,7 +45,7 @@ def training_rows(tokenizer: Any, max_length: int = 128) -> list[dict[str, Any]]
     return [{**{k: enc[k][i] for k in enc}, "labels": int(r["label"])} for i, r in enumerate(rows)]
 
 
-def train(plan: Plan, out: Path, *, steps: int = 8, seed: int = 0) -> tuple[Any, Any]:
+def train(plan: Plan, out: Path, *, steps: int = DEFAULT_STEPS, seed: int = 0) -> tuple[Any, Any]:
     """Apply `plan` to its base model, train `steps` steps, save the adapter to `out`.
     Returns (the trained PeftModel in eval mode, the tokenizer)."""
     if plan.task != "seq-cls":
@@ -85,7 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plan", required=True, type=Path, help="plan.json from `heterolora plan`")
     parser.add_argument("--out", required=True, type=Path, help="folder for the trained adapter")
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     args = parser.parse_args()
     plan = Plan.load(args.plan)
     train(plan, args.out, steps=args.steps)
