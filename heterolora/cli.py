@@ -10,8 +10,10 @@ from typing import Any
 
 import click
 
+from heterolora.cli_remote import DEFAULT_API_KEY_ENV
 from heterolora.config import DEFAULT_RANK_SET, LORA_TYPES, PROXY_NAMES, AllocationConfig
 from heterolora.errors import HeteroLoraError
+from heterolora.serving import STACKS, VLLM_DEFAULT_MAX_LORA_RANK
 
 
 def _ints(value: str | None, name: str) -> list[int] | None:
@@ -89,7 +91,7 @@ def main() -> None:
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a rank heatmap PNG here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan JSON instead of the table.")
 @click.option("--server", help="Plan on this HeteroLoRA service (URL) instead of locally.")
-@click.option("--api-key-env", default="HETEROLORA_API_KEY", show_default=True, help="Env var holding the API key.")
+@click.option("--api-key-env", default=DEFAULT_API_KEY_ENV, show_default=True, help="Env var holding the API key.")
 def plan_cmd(**kw: Any) -> None:
     """Score every candidate module and print a rank plan (defaults: MiniLM, built-in sample)."""
     from heterolora.api import plan
@@ -166,10 +168,10 @@ def _one_line(exc: Exception) -> str:
 @click.argument("plan_file")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a rank heatmap PNG here.")
 @click.option("--peft", is_flag=True, help="Print the LoraConfig keyword arguments.")
-@click.option("--check", type=click.Choice(["vllm"]), help="Can this serving stack load it? Exit 1 if not.")
-@click.option("--max-lora-rank", type=int, default=16, show_default=True, help="vLLM's --max-lora-rank for --check.")
+@click.option("--check", type=click.Choice(STACKS), help="Can this serving stack load it? Exit 1 if not.")
+@click.option("--max-lora-rank", type=int, default=VLLM_DEFAULT_MAX_LORA_RANK, show_default=True, help="For --check.")
 @click.option("--server", help="PLAN_FILE is a job id on this service.")
-@click.option("--api-key-env", default="HETEROLORA_API_KEY", show_default=True, help="Env var holding the API key.")
+@click.option("--api-key-env", default=DEFAULT_API_KEY_ENV, show_default=True, help="Env var holding the API key.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="With --server: write the job's plan here.")
 def show_cmd(
     plan_file: str, plot: str | None, peft: bool, check: str | None, max_lora_rank: int, **remote: Any

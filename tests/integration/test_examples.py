@@ -76,7 +76,7 @@ def test_pipeline_step_against_a_running_service(
 def test_cli_plan_on_server_writes_the_local_plan_file(
     embedded_api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    local = cli("plan", *FAST, "--out", str(tmp_path / "local.json"))
+    local = cli("plan", *FAST, "--device", "cpu", "--out", str(tmp_path / "local.json"))  # as the server runs
     assert local.exit_code == 0, local.output
     monkeypatch.setenv("PIPELINE_KEY", API_KEY)
     remote = cli(
