@@ -183,7 +183,8 @@ def show_cmd(
     if remote["server"]:
         from heterolora.cli_remote import show_job
 
-        loaded = show_job(remote["server"], remote["api_key_env"], plan_file, remote["out"])
+        need = bool(check or remote["out"])
+        loaded = show_job(remote["server"], remote["api_key_env"], plan_file, remote["out"], require_plan=need)
         if loaded is None:
             return
     elif not Path(plan_file).is_file():

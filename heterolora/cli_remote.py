@@ -92,9 +92,10 @@ def finished_plan(job: JobStatus) -> Plan:
     return job.plan
 
 
-def show_job(server: str, api_key_env: str, job_id: str, out: str | None) -> Plan | None:
+def show_job(server: str, api_key_env: str, job_id: str, out: str | None, *, require_plan: bool) -> Plan | None:
     """Print the job's state (stderr); return its plan once it succeeded, saved to `out` if given.
-    A failed or cancelled job is an error (exit 1); a queued or running one returns None."""
+    A failed or cancelled job is an error (exit 1); so is a queued or running one when the caller
+    needs the plan (`require_plan`: --out, --check), else that returns None."""
     if not JOB_ID.fullmatch(job_id):
         raise click.BadParameter(f"{job_id!r} is not a job id", param_hint="JOB_ID")
     try:
@@ -106,6 +107,8 @@ def show_job(server: str, api_key_env: str, job_id: str, out: str | None) -> Pla
         raise click.ClickException(describe(job))
     click.echo(describe(job), err=True)
     if job.plan is None:
+        if require_plan:
+            raise click.ClickException(f"job {job.job_id} is {job.status}: no plan yet")
         return None
     if out:
         job.plan.save(out)

@@ -16,6 +16,8 @@ from click.testing import CliRunner, Result
 from stack_harness import API_KEY, REPO, Api
 
 from heterolora.cli import main
+from heterolora.client import Client
+from heterolora.data import builtin_sample
 from heterolora.plans import Plan
 
 pytestmark = pytest.mark.integration
@@ -133,6 +135,11 @@ def test_cli_server_errors_are_one_line(embedded_api: Api, monkeypatch: pytest.M
     assert missing.exit_code == 1 and "404" in missing.output
     too_big = cli("plan", *FAST[:6], "--budget-params", str(10**12), "--server", url, "--api-key-env", "PIPELINE_KEY")
     assert too_big.exit_code == 1 and "invalid_budget" in too_big.output, too_big.output
+    with Client(url, api_key=API_KEY) as client:  # a cancelled job: no plan, exit 1 with the state
+        slow = client.submit("minilm", builtin_sample()[:32], num_batches=8, batch_size=4, seed=41)
+        client.cancel(slow.job_id)
+    cancelled = cli("show", slow.job_id, "--server", url, "--api-key-env", "PIPELINE_KEY")
+    assert cancelled.exit_code == 1 and f"job {slow.job_id}: cancelled" in cancelled.output, cancelled.output
     # A closed port: the SDK retries, then the CLI says so in one line.
     unreachable = cli("plan", *FAST, "--server", "http://127.0.0.1:9", "--api-key-env", "PIPELINE_KEY")
     assert unreachable.exit_code == 1 and "cannot reach" in unreachable.output, unreachable.output
