@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+import httpx
 from tqdm import tqdm
 
 from heterolora.client import Client, JobFailed, JobStatus, Timeout
@@ -25,6 +26,17 @@ from heterolora.plans import Plan
 DEFAULT_API_KEY_ENV = "HETEROLORA_API_KEY"
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 ProgressFn = Callable[[float, str], None]
+
+
+def server_url(value: str) -> str:
+    """`--server` as given, once it is an http(s) URL with a host."""
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        raise click.BadParameter(f"{value!r} is not a URL: {exc}", param_hint="--server") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise click.BadParameter(f"{value!r}: expected http(s)://host[:port]", param_hint="--server")
+    return value
 
 
 def api_key_from(env_var: str) -> str | None:
@@ -53,7 +65,7 @@ def plan_on_server(
     """
     body = {k: v for k, v in options.items() if v is not None}
     budget = body.pop("budget", None)
-    with Client(server, api_key=api_key_from(api_key_env)) as client:
+    with Client(server_url(server), api_key=api_key_from(api_key_env)) as client:
         job = client.submit(model, samples, budget, **body)
         # For `heterolora show JOB_ID --server`; tqdm.write keeps the progress bar intact.
         tqdm.write(f"job {job.job_id} on {server}", file=sys.stderr)
@@ -99,7 +111,7 @@ def show_job(server: str, api_key_env: str, job_id: str, out: str | None, *, req
     if not JOB_ID.fullmatch(job_id):
         raise click.BadParameter(f"{job_id!r} is not a job id", param_hint="JOB_ID")
     try:
-        with Client(server, api_key=api_key_from(api_key_env)) as client:
+        with Client(server_url(server), api_key=api_key_from(api_key_env)) as client:
             job = client.job(job_id)
     except HeteroLoraError as exc:
         raise click.ClickException(exc.message) from None

@@ -125,6 +125,8 @@ def test_cli_server_errors_are_one_line(embedded_api: Api, monkeypatch: pytest.M
         (("plan", *FAST, "--server", url, "--device", "cpu"), 2, "--device"),
         (("show", "0123456789abcdef", "--server", url, "--api-key-env", "WRONG_KEY"), 1, "401"),
         (("show", "../healthz", "--server", url), 2, "not a job id"),
+        (("show", "0123456789abcdef", "--server", "http://[::1"), 2, "not a URL"),
+        (("plan", *FAST, "--server", "gpu-box:8000"), 2, "expected http(s)://host"),
     ]
     for args, code, message in cases:
         res = cli(*args)
