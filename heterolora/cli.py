@@ -14,8 +14,10 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 import click
 from pydantic.fields import FieldInfo
 
+from heterolora.cli_remote import DEFAULT_API_KEY_ENV
 from heterolora.config import DEFAULT_LIKE, AllocationConfig
 from heterolora.errors import HeteroLoraError
+from heterolora.serving import STACKS, VLLM_DEFAULT_MAX_LORA_RANK
 
 
 def _ints(value: str | None, name: str) -> list[int] | None:
@@ -116,6 +118,8 @@ def main() -> None:
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write the plan JSON here.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a rank heatmap PNG here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan JSON instead of the table.")
+@click.option("--server", help="Plan on this HeteroLoRA service (URL) instead of locally.")
+@click.option("--api-key-env", default=DEFAULT_API_KEY_ENV, show_default=True, help="Env var holding the API key.")
 def plan_cmd(**kw: Any) -> None:
     """Score every candidate module and print a rank plan (defaults: MiniLM, built-in sample)."""
     from heterolora.api import plan
@@ -133,7 +137,15 @@ def plan_cmd(**kw: Any) -> None:
         samples = read_samples(kw["data"]) if kw["data"] else None
         bar = _Bar()
         start = time.perf_counter()
-        result = plan(kw["model"], samples, config, device=kw["device"], progress=bar)
+        if kw["server"]:  # same request, computed by the service (heterolora/cli_remote.py)
+            from heterolora.cli_remote import plan_on_server, remote_samples
+
+            if kw["device"]:
+                raise click.UsageError("--device: the server chooses its own device")
+            args = (kw["server"], kw["api_key_env"], kw["model"], remote_samples(samples), options, bar)
+            result = plan_on_server(*args)
+        else:
+            result = plan(kw["model"], samples, config, device=kw["device"], progress=bar)
         bar.close()
         bar = None
     except HeteroLoraError as exc:
@@ -168,19 +180,47 @@ def _one_line(exc: Exception) -> str:
 
 
 @main.command("show")
-@click.argument("plan_file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("plan_file")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a rank heatmap PNG here.")
 @click.option("--peft", is_flag=True, help="Print the LoraConfig keyword arguments.")
-def show_cmd(plan_file: str, plot: str | None, peft: bool) -> None:
-    """Print a saved plan as a table (and optionally its heatmap or PEFT kwargs)."""
+@click.option("--check", type=click.Choice(STACKS), help="Can this serving stack load it? Exit 1 if not.")
+@click.option("--max-lora-rank", type=int, default=VLLM_DEFAULT_MAX_LORA_RANK, show_default=True, help="For --check.")
+@click.option("--server", help="PLAN_FILE is a job id on this service.")
+@click.option("--api-key-env", default=DEFAULT_API_KEY_ENV, show_default=True, help="Env var holding the API key.")
+@click.option("--out", "-o", type=click.Path(dir_okay=False), help="With --server: write the job's plan here.")
+def show_cmd(
+    plan_file: str, plot: str | None, peft: bool, check: str | None, max_lora_rank: int, **remote: Any
+) -> None:
+    """Print a saved plan (or, with --server, a job's status and plan) as a table."""
     from heterolora.heatmap import rank_table, save_heatmap
     from heterolora.plans import Plan
 
     _check_plot(plot)
-    try:
-        loaded = Plan.load(plan_file)
-    except ValueError as exc:
-        raise click.ClickException(f"{Path(plan_file).name} is not a valid plan: {_one_line(exc)}") from None
+    if remote["server"]:
+        from heterolora.cli_remote import show_job
+
+        need = bool(check or remote["out"])
+        loaded = show_job(remote["server"], remote["api_key_env"], plan_file, remote["out"], require_plan=need)
+        if loaded is None:
+            return
+    elif not Path(plan_file).is_file():
+        raise click.BadParameter(f"no such file {plan_file!r}", param_hint="PLAN_FILE")
+    else:
+        try:
+            loaded = Plan.load(plan_file)
+        except ValueError as exc:
+            raise click.ClickException(f"{Path(plan_file).name} is not a valid plan: {_one_line(exc)}") from None
+    if check:
+        from heterolora.serving import check_plan
+
+        try:
+            verdict = check_plan(loaded, check, max_lora_rank=max_lora_rank)
+        except HeteroLoraError as exc:
+            raise click.BadParameter(exc.message, param_hint="--max-lora-rank") from None
+        click.echo(verdict.report())
+        if not verdict.ok:
+            raise SystemExit(1)
+        return
     click.echo(json.dumps(loaded.peft.model_dump(exclude_none=True), indent=2) if peft else rank_table(loaded))
     if plot:
         save_heatmap(loaded, plot)
