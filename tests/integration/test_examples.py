@@ -78,7 +78,16 @@ def test_pipeline_step_against_a_running_service(
 def test_cli_plan_on_server_writes_the_local_plan_file(
     embedded_api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    local = cli("plan", *FAST, "--device", "cpu", "--out", str(tmp_path / "local.json"))  # as the server runs
+    import torch
+
+    # The server runs one thread (OMP_NUM_THREADS=1 in devtools.stack); float sums, and so the
+    # scores' last bits, depend on the thread count, so the local run uses one thread too.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = cli("plan", *FAST, "--device", "cpu", "--out", str(tmp_path / "local.json"))  # as the server runs
+    finally:
+        torch.set_num_threads(threads)
     assert local.exit_code == 0, local.output
     monkeypatch.setenv("PIPELINE_KEY", API_KEY)
     remote = cli(
