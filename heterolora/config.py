@@ -144,7 +144,7 @@ class AllocationConfig(_Strict):
         "gradients (docs/proxies.md); auto: exact when the dense gradients fit in scoring_memory_mb.",
     )
     scoring_memory_mb: int = Field(
-        default=1024,
+        default=256,
         gt=0,
         le=1 << 20,
         description="Cap on dense float32 gradient state while scoring: auto's switch to streaming, and the group "

@@ -33,9 +33,9 @@ Step = Callable[[int], None]  # called after each batch's backward with the batc
 OVERSAMPLING = 4  # k = OVERSAMPLING·r + 1 (docs/proxies.md: the measured error at 2 and 4)
 
 
-def sketch_sizes(rank: int, oversampling: int = OVERSAMPLING) -> tuple[int, int]:
+def sketch_sizes(rank: int, oversampling: int | None = None) -> tuple[int, int]:
     """(k, l) for a target rank: range sketch width k = oversampling·r + 1, co-range l = 2k + 1."""
-    k = oversampling * rank + 1
+    k = (oversampling or OVERSAMPLING) * rank + 1
     return k, 2 * k + 1
 
 
@@ -129,7 +129,7 @@ class Sketches:
         seed: int,
         device: torch.device,
         dense: bool = False,
-        oversampling: int = OVERSAMPLING,
+        oversampling: int | None = None,
     ) -> None:
         self.k, self.l = sketch_sizes(rank, oversampling)
         self.rank = rank

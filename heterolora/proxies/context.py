@@ -19,6 +19,7 @@ Progress = Callable[[float, str], None]
 # non-decreasing) when it can say what each extra rank is worth.
 Scores = dict[str, float] | dict[str, list[float]]
 ScoringMode = Literal["exact", "stream"]
+Loss = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 
 
 def _no_progress(fraction: float, message: str) -> None:
@@ -75,25 +76,28 @@ class ProxyContext:
             self._stream(self._sketches.sites)
         return self._sketches
 
-    def grad_groups(self) -> Iterator[dict[str, torch.Tensor]]:
-        """Dense (d_out, d_in) float32 gradients of every site, in groups: exact mode yields
-        `weight_grads()` once; stream mode runs one pass per group of sites under the memory cap."""
+    def grad_groups(
+        self, batches: list[dict[str, torch.Tensor]] | None = None, loss: Loss | None = None
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Dense (d_out, d_in) float32 gradients of every site in stream mode, in groups of sites
+        under the memory cap: one pass over `batches` (default: the scoring batches, task loss)
+        per group. Exact mode yields `weight_grads()` once."""
         if self.scoring == "exact":
             yield self.weight_grads()
             return
         for group in groups_under(self.candidates, self.memory_cap_bytes):
             sites = {c.name: DenseSite(c.d_out, c.d_in, self.device) for c in group}
-            self._stream(sites)
+            self._stream(sites, batches, loss)
             yield {name: site.g for name, site in sites.items()}
 
-    def _stream(self, sites: dict) -> None:
-        n = len(self.batches)
-        done = self.passes  # progress spans this pass only
+    def _stream(self, sites: dict, batches: list | None = None, loss: Loss | None = None) -> None:
+        batches = [self.to_device(b) for b in (self.batches if batches is None else batches)]
+        n, done = len(batches), self.passes
 
         def step(i: int) -> None:
             self.progress((i + 1) / n, f"scoring {i + 1}/{n}" + (f" (pass {done + 1})" if done else ""))
 
-        stream(self.model, [self.to_device(b) for b in self.batches], sites, self._loss, step, self.checkpointing)
+        stream(self.model, batches, sites, loss or self._loss, step, self.checkpointing)
         self.passes += 1
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -211,3 +211,17 @@ def test_bf16_weights_with_float32_sketches_and_checkpointing() -> None:
         assert site.y.dtype == torch.float32 and site.z.dtype == torch.float32
         top = sketches.top()[name].s
         assert torch.allclose(top[:2], reference[name].s[:2], rtol=0.1)  # bf16 rounding only
+
+
+def test_streamed_synflow_matches_float64_exact_without_casting() -> None:
+    model = wide_model("gpt2", "causal-lm")
+    before = {n: p.clone() for n, p in model.state_dict().items()}
+    cands = discover(model)
+    batches = padded_batches(1, causal=True)
+    exact = get_proxy("synflow").fn(ProxyContext(model, batches, cands, [8]))
+    ctx = ProxyContext(model, batches, cands, [8], scoring="stream", memory_cap_bytes=4 * 128 * 512)
+    streamed = get_proxy("synflow").fn(ctx)
+    assert ctx.passes > 1  # grouped
+    assert all(streamed[n] == pytest.approx(exact[n], rel=1e-3) for n in exact)
+    after = model.state_dict()
+    assert all(torch.equal(after[n], before[n]) for n in before) and all(p.grad is None for p in model.parameters())
