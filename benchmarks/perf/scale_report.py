@@ -61,7 +61,8 @@ def markdown(section: dict[str, Any]) -> str:
         a, a2 = r["agreement"], r["agreement_k2"]
         lines += [
             "",
-            f"Agreement with exact (rank_energy): top-rank energy worst relative error {a['top_energy_max_rel_err']:.4f},"
+            "Agreement with exact (rank_energy): top-rank energy worst relative error"
+            f" {a['top_energy_max_rel_err']:.4f},"
             f" plan overlap {a['plan_overlap']:.3f} (k = 2r+1: {a2['top_energy_max_rel_err']:.4f},"
             f" {a2['plan_overlap']:.3f}).",
             f"Memory model ÷ measured: {r['memory_model_ratio']}.",

@@ -18,8 +18,8 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 
 def _model(dtype: torch.dtype) -> torch.nn.Module:
-    cfg = T.LlamaConfig(vocab_size=512, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
-                        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128, pad_token_id=0)  # fmt: skip
+    shape = {"hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 4}
+    cfg = T.LlamaConfig(vocab_size=512, num_key_value_heads=4, max_position_embeddings=128, pad_token_id=0, **shape)
     torch.manual_seed(0)
     return T.LlamaForCausalLM(cfg).to("cuda", dtype).eval()
 
