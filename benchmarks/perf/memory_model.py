@@ -5,7 +5,7 @@ as a function of the model's shape, the tokens per batch, the sketch size and th
     activations  A = T · L · (c_h · h + c_i · I) · b + 3 · T · V · 4   (saved for backward; logits in fp32)
     train        W + A + 16 · P_lora                        (LoRA param, grad, two AdamW moments, fp32)
     exact        W + A + Σ_sites d_out · d_in · (4 + b')    (summed .grad, copied to fp32 if b' = b < 4)
-    stream       W + A + 4 · Σ_sites (d_out · k + l · d_in) (k = o·r_max + 1, l = 2k + 1)
+    stream       W + A + 4 · Σ_sites min(d_out · k + l · d_in, d_out · d_in)   (k = o·r_max + 1, l = 2k + 1)
 
 T tokens per batch, L layers, h hidden, I intermediate (FFN) width, V vocabulary (causal LM only).
 c_h, c_i count the per-token tensors autograd keeps when no weight needs a gradient (LLaMA: the two
@@ -71,8 +71,8 @@ def predict(shape: dict[str, Any], tokens: int, r_max: int, lora_params: int | N
     out = {
         "train": base + 16 * lora,
         "rank_energy/exact": base + dense * (4 + (b if b < 4 else 0)),
-        "rank_energy/stream": base + sketch_bytes(shape["sites"], r_max, 4),
-        "rank_energy/stream-k2": base + sketch_bytes(shape["sites"], r_max, 2),
+        "rank_energy/stream": base + sketch_bytes(shape["sites"], r_max, 2),
+        "rank_energy/stream-k4": base + sketch_bytes(shape["sites"], r_max, 4),
     }
     return {k: round(v / MB, 1) for k, v in out.items()}
 

@@ -162,8 +162,8 @@ def run_model(name: str, spec: dict[str, Any], proxies: list[str]) -> dict[str, 
     runs["train"] = measure("train", spec, peft=runs["rank_energy/stream"]["peft"])
     runs["plain"] = measure("plain", spec)
     runs["rank_energy/exact"] = measure("plan", spec, config={"proxy": "rank_energy", "scoring": "exact"})
-    runs["rank_energy/stream-k2"] = measure(
-        "plan", spec, config={"proxy": "rank_energy", "scoring": "stream"}, oversampling=2
+    runs["rank_energy/stream-k4"] = measure(
+        "plan", spec, config={"proxy": "rank_energy", "scoring": "stream"}, oversampling=4
     )
     for proxy in proxies:
         if proxy != "rank_energy":
@@ -180,7 +180,7 @@ def run_model(name: str, spec: dict[str, Any], proxies: list[str]) -> dict[str, 
         "mb": {k: round(_mb(v), 1) for k, v in runs.items()},
         "passes": {k: v["passes"] for k, v in variants.items()},
         "agreement": agreement(runs["rank_energy/exact"], runs["rank_energy/stream"], spec),
-        "agreement_k2": agreement(runs["rank_energy/exact"], runs["rank_energy/stream-k2"], spec),
+        "agreement_k4": agreement(runs["rank_energy/exact"], runs["rank_energy/stream-k4"], spec),
         "tokens_per_batch": runs["train"]["tokens_per_batch"],
     }
 

@@ -35,7 +35,8 @@ def markdown(section: dict[str, Any]) -> str:
         "",
         "Memory ratio = peak RSS above imports of planning ÷ that of one PEFT LoRA step at the planned ranks",
         "(AdamW, same batch, same dtype), each in a fresh process. Time ratio = scoring CPU time ÷ K plain",
-        "forward+backward passes (every parameter trainable). `stream-k2`: sketch width k = 2r+1 instead of 4r+1.",
+        "forward+backward passes (every parameter trainable). `stream`: sketch width k = 2r+1 (default);",
+        "`stream-k4`: k = 4r+1.",
         f"Targets: memory ≤ {TARGETS['memory_rank_energy']} (rank_energy), ≤ {TARGETS['memory_any_proxy']} (every",
         f"proxy); time ≤ {TARGETS['time']}; top-rank energy within 1 %, plans ≥ 95 % alike.",
         "",
@@ -58,12 +59,12 @@ def markdown(section: dict[str, Any]) -> str:
                 f"| {k} | {r['mb'][k]:.0f} | {ratio:.3f} | {r['time_ratio'][k]:.3f} | {r['passes'][k]} | {predicted} |"
             )
         lines.append(f"| train (LoRA step) | {r['mb']['train']:.0f} | 1 | | | {r['predicted_mb']['train']} |")
-        a, a2 = r["agreement"], r["agreement_k2"]
+        a, a2 = r["agreement"], r["agreement_k4"]
         lines += [
             "",
             "Agreement with exact (rank_energy): top-rank energy worst relative error"
             f" {a['top_energy_max_rel_err']:.4f},"
-            f" plan overlap {a['plan_overlap']:.3f} (k = 2r+1: {a2['top_energy_max_rel_err']:.4f},"
+            f" plan overlap {a['plan_overlap']:.3f} (k = 4r+1: {a2['top_energy_max_rel_err']:.4f},"
             f" {a2['plan_overlap']:.3f}).",
             f"Memory model ÷ measured: {r['memory_model_ratio']}.",
             "",
@@ -71,13 +72,13 @@ def markdown(section: dict[str, Any]) -> str:
     lines += [
         "## Smallest GPU by the memory model (bf16 weights, 8 x 512 tokens per batch, r_max = 64)",
         "",
-        "| model | LoRA step GB | exact GB | stream GB | stream k=2r+1 GB | LoRA step | exact | stream |",
+        "| model | LoRA step GB | exact GB | stream GB | stream k=4r+1 GB | LoRA step | exact | stream |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for g in section["gpus"]:
         lines.append(
             f"| {g['model']} | {g['train']} | {g['rank_energy/exact']} | {g['rank_energy/stream']} "
-            f"| {g['rank_energy/stream-k2']} | {g['gpu train']} | {g['gpu rank_energy/exact']} "
+            f"| {g['rank_energy/stream-k4']} | {g['gpu train']} | {g['gpu rank_energy/exact']} "
             f"| {g['gpu rank_energy/stream']} |"
         )
     lines += ["", f"Command: `{section['command']}` ({section['wall_s']} s)", ""]

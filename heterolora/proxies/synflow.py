@@ -25,11 +25,8 @@ def synflow(ctx: ProxyContext) -> Scores:
     mask = ctx.to_device(ctx.batches[0])["attention_mask"][:1]  # one sequence: R is linear in the batch
     probe = {"attention_mask": mask}
     weights = [model.get_submodule(c.name).weight for c in ctx.candidates]
-    signs = {}
     with torch.no_grad():
-        for name, p in model.named_parameters():
-            signs[name] = torch.signbit(p)
-            p.abs_()
+        signs = {name: _pack_signs(p) for name, p in model.named_parameters()}
     model.to(work)
     try:
 
@@ -56,5 +53,28 @@ def synflow(ctx: ProxyContext) -> Scores:
         model.to(dtype)
         with torch.no_grad():
             for name, p in model.named_parameters():
-                p[signs[name]] *= -1
+                _restore_signs(p, signs[name])
     return {c.name: scores[c.name] for c in ctx.candidates}
+
+
+_CHUNK = 1 << 20  # elements per step: bounds the temporaries of packing and restoring
+
+
+def _pack_signs(p: torch.Tensor) -> list[torch.Tensor]:
+    """Take |p| in place and return its sign bits packed 8 per byte (1/32 of a float32 weight)."""
+    bits = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8, device=p.device)
+    packed = []
+    for chunk in p.view(-1).split(_CHUNK):
+        neg = torch.signbit(chunk)
+        pad = -len(neg) % 8
+        neg = torch.cat([neg, neg.new_zeros(pad)]) if pad else neg
+        packed.append((neg.view(-1, 8).to(torch.uint8) * bits).sum(1, dtype=torch.uint8))
+        chunk.abs_()
+    return packed
+
+
+def _restore_signs(p: torch.Tensor, packed: list[torch.Tensor]) -> None:
+    shifts = torch.arange(8, dtype=torch.uint8, device=p.device)
+    for chunk, bytes_ in zip(p.view(-1).split(_CHUNK), packed, strict=True):
+        neg = ((bytes_.unsqueeze(1) >> shifts) & 1).view(-1)[: len(chunk)].bool()
+        chunk.copy_(torch.where(neg, -chunk, chunk))
