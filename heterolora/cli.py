@@ -84,6 +84,8 @@ def main() -> None:
 @click.option("--shortcuts", is_flag=True, help="Add LoRA-adapted shortcut connections (docs/shortcuts.md).")
 @click.option("--shortcut-mode", type=click.Choice(["combined", "separated"]), help="One ranking, or a share each.")
 @click.option("--shortcut-share", type=float, help="Budget share of shortcuts in separated mode.")
+@click.option("--scoring", type=click.Choice(["auto", "exact", "stream"]), default=None, help="Gradient state mode.")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), help="Weights' dtype.")
 @click.option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write the plan JSON here.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a rank heatmap PNG here.")
@@ -107,7 +109,7 @@ def plan_cmd(**kw: Any) -> None:
         "use_rslora": kw["rslora"],
         "shortcuts": kw["shortcuts"],
     }
-    for key in ("shortcut_mode", "shortcut_share"):
+    for key in ("shortcut_mode", "shortcut_share", "scoring"):
         if kw[key] is not None:
             options[key] = kw[key]
     if kw["normalize"] is not None:
@@ -123,7 +125,7 @@ def plan_cmd(**kw: Any) -> None:
         samples = read_samples(kw["data"]) if kw["data"] else None
         bar = _Bar()
         start = time.perf_counter()
-        result = plan(kw["model"], samples, config, device=kw["device"], progress=bar)
+        result = plan(kw["model"], samples, config, device=kw["device"], dtype=kw["dtype"], progress=bar)
         bar.close()
         bar = None
     except HeteroLoraError as exc:
