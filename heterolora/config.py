@@ -151,7 +151,8 @@ class AllocationConfig(_Strict):
         "size of proxies that stream in several passes (snip).",
     )
     gradient_checkpointing: bool = Field(
-        default=False, description="Recompute layer internals during scoring's backward passes (less memory, more time)."
+        default=False,
+        description="Recompute layer internals during scoring's backward passes (less memory, more time).",
     )
 
     @field_validator("rank_set")
