@@ -20,6 +20,11 @@ def model_check(result: dict[str, Any]) -> dict[str, float]:
 def write_report(out: Path, results: dict[str, Any], command: str, wall_s: float) -> None:
     for r in results.values():
         r["memory_model_ratio"] = model_check(r)
+        spec = r["spec"]  # per-site lists are inputs, not results: keep the JSON readable
+        spec.pop("cost_per_rank", None)
+        spec["shape"] = {k: v for k, v in spec["shape"].items() if k != "sites"} | {
+            "sites": len(spec["shape"].get("sites", []))
+        }
     section = {"command": command, "wall_s": wall_s, "targets": TARGETS, "models": results, "gpus": gpu_table()}
     out.mkdir(parents=True, exist_ok=True)
     path = out / "perf.json"
