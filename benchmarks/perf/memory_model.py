@@ -19,6 +19,8 @@ from typing import Any
 
 # The benchmark's synthetic model: ~0.34B parameters, LLaMA-shaped.
 LLAMA_SYNTHETIC = {"vocab": 32000, "hidden": 2048, "intermediate": 5632, "layers": 4, "heads": 16}
+# A second, narrower size (~0.1B) to check the memory model on another shape.
+LLAMA_SMALL = {"vocab": 32000, "hidden": 1024, "intermediate": 2816, "layers": 4, "heads": 8}
 # Published shapes (Touvron et al. 2023), for the GPU table in docs/performance.md.
 LLAMA = {
     "7B": {"params": 6.74e9, "layers": 32, "hidden": 4096, "kv": 4096, "intermediate": 11008, "vocab": 32000},

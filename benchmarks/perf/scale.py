@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.perf.memory_model import LLAMA_SYNTHETIC, check_model, predict
+from benchmarks.perf.memory_model import LLAMA_SMALL, LLAMA_SYNTHETIC, check_model, predict
 from benchmarks.perf.scale_report import write_report
 
 REPO = Path(__file__).resolve().parents[2]
@@ -211,7 +211,7 @@ def model_spec(model: str, task: str, dtype: str, data: str, num_batches: int, b
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--child", help=argparse.SUPPRESS)
-    ap.add_argument("--models", default="minilm,llama")
+    ap.add_argument("--models", default="minilm,llama", help="minilm, llama (0.34B), llama-small (0.1B)")
     ap.add_argument("--data", default=DATA)
     ap.add_argument("--proxies", default="rank_energy,grad_norm,snip,synflow,alpha_test")
     ap.add_argument("--num-batches", type=int, default=4, help="K for the synthetic LLaMA (CPU time)")
@@ -233,7 +233,8 @@ def main() -> None:
                 # alpha_test is forward-only (no gradient, so its memory is below a training step by
                 # construction) but searches every site: hours on this model on one CPU thread.
                 proxies = [p for p in proxies if p != "alpha_test"]
-                folder = save_synthetic_llama(Path(tmp) / "llama", LLAMA_SYNTHETIC)
+                shape = LLAMA_SMALL if name == "llama-small" else LLAMA_SYNTHETIC
+                folder = save_synthetic_llama(Path(tmp) / name, shape)
                 spec = model_spec(str(folder), "causal-lm", "float32", args.data, args.num_batches,
                                   args.batch_size, args.max_length)  # fmt: skip
             results[name] = run_model(name, spec, proxies)

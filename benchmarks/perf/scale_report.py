@@ -25,10 +25,13 @@ def write_report(out: Path, results: dict[str, Any], command: str, wall_s: float
         spec["shape"] = {k: v for k, v in spec["shape"].items() if k != "sites"} | {
             "sites": len(spec["shape"].get("sites", []))
         }
-    section = {"command": command, "wall_s": wall_s, "targets": TARGETS, "models": results, "gpus": gpu_table()}
+    for r in results.values():
+        r["command"] = command
     out.mkdir(parents=True, exist_ok=True)
     path = out / "perf.json"
     merged = json.loads(path.read_text()) if path.is_file() else {}
+    models = merged.get("scale", {}).get("models", {}) | results  # a run of some models keeps the others
+    section = {"command": command, "wall_s": wall_s, "targets": TARGETS, "models": models, "gpus": gpu_table()}
     merged["scale"] = section
     path.write_text(json.dumps(merged, indent=2) + "\n")
     (out / "perf-scale.md").write_text(markdown(section))
@@ -72,6 +75,7 @@ def markdown(section: dict[str, Any]) -> str:
             f" plan overlap {a['plan_overlap']:.3f} (k = 4r+1: {a2['top_energy_max_rel_err']:.4f},"
             f" {a2['plan_overlap']:.3f}).",
             f"Memory model ÷ measured: {r['memory_model_ratio']}.",
+            f"Command: `{r.get('command', section['command'])}`",
             "",
         ]
     lines += [
