@@ -90,5 +90,5 @@ def markdown(section: dict[str, Any]) -> str:
             f"| {g['rank_energy/stream-k4']} | {g['gpu train']} | {g['gpu rank_energy/exact']} "
             f"| {g['gpu rank_energy/stream']} |"
         )
-    lines += ["", f"Command: `{section['command']}` ({section['wall_s']} s)", ""]
+    lines += ["", f"Last run: `{section['command']}` ({section['wall_s']} s)", ""]
     return "\n".join(lines)
