@@ -114,6 +114,7 @@ def main() -> None:
 @click.option("--fraction", type=float, help="Paper mode: top fraction of modules at --rank.")
 @click.option("--rank", type=int, default=8, show_default=True, help="Rank for --fraction.")
 @config_options
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), help="Weights' dtype.")
 @click.option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write the plan JSON here.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a rank heatmap PNG here.")
@@ -140,12 +141,12 @@ def plan_cmd(**kw: Any) -> None:
         if kw["server"]:  # same request, computed by the service (heterolora/cli_remote.py)
             from heterolora.cli_remote import plan_on_server, remote_samples
 
-            if kw["device"]:
-                raise click.UsageError("--device: the server chooses its own device")
+            if kw["device"] or kw["dtype"]:
+                raise click.UsageError("--device/--dtype: the server chooses its own device and dtype")
             args = (kw["server"], kw["api_key_env"], kw["model"], remote_samples(samples), options, bar)
             result = plan_on_server(*args)
         else:
-            result = plan(kw["model"], samples, config, device=kw["device"], progress=bar)
+            result = plan(kw["model"], samples, config, device=kw["device"], dtype=kw["dtype"], progress=bar)
         bar.close()
         bar = None
     except HeteroLoraError as exc:

@@ -180,6 +180,22 @@ class AllocationConfig(_Strict):
         default=SHORTCUT_MODES[0], description="One ranking over both families, or a share for each."
     )
     shortcut_share: float = Field(default=0.5, gt=0, lt=1, description="Budget share of shortcuts in separated mode.")
+    scoring: Literal["auto", "exact", "stream"] = Field(
+        default="auto",
+        description="exact: keep every site's dense gradient; stream: low-rank gradient sketches, no base-weight "
+        "gradients (docs/proxies.md); auto: exact when the dense gradients fit in scoring_memory_mb.",
+    )
+    scoring_memory_mb: int = Field(
+        default=256,
+        gt=0,
+        le=1 << 20,
+        description="Cap on dense float32 gradient state while scoring: auto's switch to streaming, and the group "
+        "size of proxies that stream in several passes (snip).",
+    )
+    gradient_checkpointing: bool = Field(
+        default=False,
+        description="Recompute layer internals during scoring's backward passes (less memory, more time).",
+    )
 
     @field_validator("rank_set")
     @classmethod

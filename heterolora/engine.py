@@ -34,6 +34,7 @@ from heterolora.shortcuts import (
     shortcut_candidates,
     shortcut_section,
 )
+from heterolora.sketch import resolve_scoring
 
 
 def _quiet(fraction: float, message: str) -> None:
@@ -122,12 +123,14 @@ class SiteScores:
     ranks: list[int]
     batches: int
     scoring_s: float
+    scoring: str = "exact"  # the resolved mode: "exact" or "stream"
+    passes: int = 1  # passes over the batches (streamed snip: one per group of sites)
 
 
 def score_key(config: AllocationConfig) -> str:
     """The options that change raw scores; plans that agree on them can share one SiteScores."""
     fields = {"task", "proxy", "seed", "num_batches", "batch_size", "max_length", "head_warmup_steps"}
-    fields |= {"types", "layers", "shortcuts"}
+    fields |= {"types", "layers", "shortcuts", "scoring", "scoring_memory_mb"}
     return json.dumps([config.model_dump(include=fields), _scoring_ranks(config)], sort_keys=True)
 
 
@@ -182,6 +185,9 @@ def score_sites(
         seed=config.seed,
         progress=progress,
         reference_weight=reference_weight if sc_sites else None,
+        scoring=resolve_scoring(config.scoring, sites + sc_sites, config.scoring_memory_mb),
+        memory_cap_bytes=config.scoring_memory_mb << 20,
+        checkpointing=config.gradient_checkpointing,
     )
     # Shortcut sites exist only while scoring, as zero probes (see heterolora/shortcuts/modules.py).
     with warmed_up_head(model, batches, config.head_warmup_steps, config.seed), scoring_probes(model, sc_sites):
@@ -189,7 +195,8 @@ def score_sites(
     scores = [v[-1] if isinstance(v, list) else v for v in raw.values()]
     if not all(math.isfinite(x) for x in scores):
         raise DataError(f"proxy {config.proxy!r} produced non-finite scores on this sample", field="proxy")
-    return SiteScores(sites, sc_sites, raw, ranks, len(batches), time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    return SiteScores(sites, sc_sites, raw, ranks, len(batches), elapsed, ctx.scoring, ctx.passes)
 
 
 def choose(scored: SiteScores, config: AllocationConfig, limit: int) -> dict[str, int]:
@@ -271,7 +278,8 @@ def compute_plan(
         use_rslora=config.use_rslora,
         fan_in_fan_out=any(c.conv1d for c in scored.sites),
         modules_to_save=head_modules(model),
-        settings=config.model_dump(exclude={"task", "proxy", "seed", "budget"}) | {"batches": scored.batches},
+        settings=config.model_dump(exclude={"task", "proxy", "seed", "budget"})
+        | {"batches": scored.batches, "scoring_mode": scored.scoring, "scoring_passes": scored.passes},
         labels=labels or None,
         shortcuts=shortcut_section(model, config, len(scored.shortcut_sites)) if scored.shortcut_sites else None,
         timings=_timings(scored, t0, computed_here),

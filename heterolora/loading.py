@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from heterolora.errors import ModelNotFoundError
+from heterolora.errors import ConfigError, ModelNotFoundError
 
 EMBEDDED_ID = "sentence-transformers/all-MiniLM-L6-v2"
 EMBEDDED_ALIASES = {"minilm", "all-MiniLM-L6-v2", EMBEDDED_ID}
@@ -78,8 +78,13 @@ def load_model(
     dtype: str | None = None,
     device: str | None = None,
     revision: str | None = None,
+    device_map: str | None = None,
 ) -> LoadedModel:
-    """Load `model_id` for `task` ("seq-cls" or "causal-lm"). Honours HF_HUB_OFFLINE and the HF cache."""
+    """Load `model_id` for `task` ("seq-cls" or "causal-lm"). Honours HF_HUB_OFFLINE and the HF cache.
+
+    `dtype` ("float32", "bfloat16", "float16") is the weights' dtype; scoring state stays float32.
+    `device_map="auto"` spreads a model larger than one GPU over the visible GPUs (needs the optional
+    package accelerate); `device` is then ignored."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -88,7 +93,13 @@ def load_model(
     if revision and not local:
         kwargs["revision"] = revision
     if dtype:
+        if dtype not in _DTYPES:
+            raise ConfigError(f"dtype {dtype!r} is not one of {sorted(_DTYPES)}", field="dtype")
         kwargs["dtype"] = _DTYPES[dtype]
+    if device_map:
+        if importlib.util.find_spec("accelerate") is None:
+            raise ConfigError("device_map needs the package accelerate (pip install accelerate)", field="device_map")
+        kwargs["device_map"] = device_map
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialised head" warnings are expected here
     hf_logging.disable_progress_bar()
@@ -97,7 +108,9 @@ def load_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(source, **{k: v for k, v in kwargs.items() if k != "dtype"})
+            tokenizer = AutoTokenizer.from_pretrained(
+                source, **{k: v for k, v in kwargs.items() if k not in ("dtype", "device_map")}
+            )
             if task == "causal-lm":
                 model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
             else:
@@ -115,7 +128,7 @@ def load_model(
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
-    if device:
+    if device and not device_map:
         model.to(device)
     rev = folder_fingerprint(source) if local else _hub_commit(source, revision)
     return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id, revision=rev)

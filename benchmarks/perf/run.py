@@ -153,9 +153,11 @@ def _merge_partial(path: Path, results: dict[str, Any], sections: tuple[str, ...
     """A run of some sections updates their keys in an existing perf.json and keeps the rest;
     `runs` records which command produced which sections."""
     run = {"command": results["command"], "sections": list(sections), "wall_s": results["wall_s"]}
-    if set(sections) == set(SECTIONS) or not path.exists():
+    if not path.exists():
         return results | {"runs": [run]}
     previous = json.loads(path.read_text())
+    if set(sections) == set(SECTIONS):  # the scale section is written by benchmarks.perf.scale: keep it
+        return results | {"runs": [run]} | ({"scale": previous["scale"]} if "scale" in previous else {})
     if previous.get("mode") != results["mode"]:
         return results | {"runs": [run]}
     runs = previous.get("runs") or [{"command": previous["command"], "sections": list(SECTIONS)}]

@@ -6,16 +6,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
 
 from heterolora.search_space import Candidate, weight_of
+from heterolora.sketch import DenseSite, Sketches, groups_under, stream
 
 Progress = Callable[[float, str], None]
 # A proxy returns one score per candidate name, or a value curve (one value per rank in ctx.ranks,
 # non-decreasing) when it can say what each extra rank is worth.
 Scores = dict[str, float] | dict[str, list[float]]
+ScoringMode = Literal["exact", "stream"]
+Loss = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 
 
 def _no_progress(fraction: float, message: str) -> None:
@@ -33,7 +37,15 @@ class ProxyContext:
     # Weight a proxy multiplies gradients with (SNIP, SynFlow). LoRA sites: the base weight.
     # Shortcut sites (implicit identity/zero base) plug in their own reference.
     reference_weight: Callable[[nn.Module, Candidate], torch.Tensor] | None = None
+    # "exact": one shared pass keeps every site's dense gradient (the reference). "stream": no base
+    # `.grad`; gradient proxies read low-rank sketches (`sketches`) or, where they need G element-wise,
+    # dense gradients a group of sites at a time (`grad_groups`), each group under `memory_cap_bytes`.
+    scoring: ScoringMode = "exact"
+    memory_cap_bytes: int = 1 << 30
+    checkpointing: bool = False  # gradient checkpointing during the streamed passes
+    passes: int = 0  # passes over the K batches that scoring took (recorded in the plan)
     _grads: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    _sketches: Sketches | None = field(default=None, repr=False)
 
     @property
     def device(self) -> torch.device:
@@ -53,7 +65,43 @@ class ProxyContext:
         Computed once and shared by every gradient proxy."""
         if self._grads is None:
             self._grads = accumulate_grads(self)
+            self.passes += 1
         return self._grads
+
+    def sketches(self) -> Sketches:
+        """Streaming low-rank sketches of every site's accumulated gradient, for the top
+        `max(ranks)` singular values and vectors. One pass over the K batches, shared."""
+        if self._sketches is None:
+            self._sketches = Sketches(self.candidates, max(self.ranks), self.seed, self.device, dense=False)
+            self._stream(self._sketches.sites)
+        return self._sketches
+
+    def grad_groups(
+        self, batches: list[dict[str, torch.Tensor]] | None = None, loss: Loss | None = None
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Dense (d_out, d_in) float32 gradients of every site in stream mode, in groups of sites
+        under the memory cap: one pass over `batches` (default: the scoring batches, task loss)
+        per group. Exact mode yields `weight_grads()` once."""
+        if self.scoring == "exact":
+            yield self.weight_grads()
+            return
+        for group in groups_under(self.candidates, self.memory_cap_bytes):
+            sites = {c.name: DenseSite(c.d_out, c.d_in, self.device) for c in group}
+            self._stream(sites, batches, loss)
+            yield {name: site.g for name, site in sites.items()}
+
+    def _stream(self, sites: dict, batches: list | None = None, loss: Loss | None = None) -> None:
+        batches = [self.to_device(b) for b in (self.batches if batches is None else batches)]
+        n, done = len(batches), self.passes
+
+        def step(i: int) -> None:
+            self.progress((i + 1) / n, f"scoring {i + 1}/{n}" + (f" (pass {done + 1})" if done else ""))
+
+        stream(self.model, batches, sites, loss or self._loss, step, self.checkpointing)
+        self.passes += 1
+
+    def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return batch_loss(self.model, batch)
 
 
 @contextmanager

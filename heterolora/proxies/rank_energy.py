@@ -5,28 +5,30 @@ G = sum_b dL_b/dW is the accumulated gradient of the base weight. The best rank-
 G's singular values. The proxy returns that value for every rank in the rank set: a concave curve
 per site, so the allocator can give a site rank 16 where its gradient spectrum is broad and rank 2
 where one direction carries almost all of it.
+
+Exact scoring takes σ from the dense G; streamed scoring from a low-rank sketch of G
+(heterolora/sketch.py), which needs only the top max(rank set) singular values.
 """
 
 import torch
 
 from heterolora.proxies.context import ProxyContext, Scores
 from heterolora.proxies.registry import register_proxy
+from heterolora.sketch import DenseSite
 
 
 @register_proxy("rank_energy", needs_labels=True)
 def rank_energy(ctx: ProxyContext) -> Scores:
     top = max(ctx.ranks)
-    curves = {}
-    for name, g in ctx.weight_grads().items():
-        sq = torch.linalg.eigvalsh(_gram(g)).flip(0).clamp(min=0)[:top]  # σ_k², descending
-        energy = torch.cumsum(sq, 0)
-        at = [min(r, len(energy)) - 1 for r in ctx.ranks]
-        curves[name] = energy[at].sqrt().tolist()  # one device sync per site
-    return curves
+    if ctx.scoring == "stream":
+        squares = {n: site.squared_singular_values(top) for n, site in ctx.sketches().sites.items()}
+    else:
+        squares = {n: DenseSite.of(g).squared_singular_values(top) for n, g in ctx.weight_grads().items()}
+    return {name: energy_curve(sq, ctx.ranks) for name, sq in squares.items()}
 
 
-def _gram(g: torch.Tensor) -> torch.Tensor:
-    """G Gᵀ or GᵀG in float64, whichever is smaller: its eigenvalues are G's σ². About twice as fast
-    as svdvals on CPU (measured in docs/performance.md) and equal to it within 1e-14 relative."""
-    g = g.double()
-    return g @ g.T if g.shape[0] <= g.shape[1] else g.T @ g
+def energy_curve(squares: torch.Tensor, ranks: list[int]) -> list[float]:
+    """sqrt of the cumulative σ² at each rank (a rank above the site's size takes all of it)."""
+    energy = torch.cumsum(squares, 0)
+    at = [min(r, len(energy)) - 1 for r in ranks]
+    return energy[at].sqrt().tolist()  # one device sync per site
