@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from heterolora._version import __version__
 from heterolora.config import LORA_TYPES, SHORTCUT_TYPES, TASK_TYPES, BudgetKind
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1 added `labels`; a 1.0 plan (no labels) still loads
 
 
 class _Model(BaseModel):

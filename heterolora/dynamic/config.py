@@ -7,11 +7,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from heterolora.config import DEFAULT_PROXY, MAX_SEED, SHORTCUT_MODES, ProxyName
+from heterolora.config import DEFAULT_PROXY, MAX_PARAMS, MAX_SEED, SHORTCUT_MODES, ProxyName
 from heterolora.errors import ConfigError
 
 DynamicMode = Literal[("lora", *SHORTCUT_MODES)]  # type: ignore[valid-type]  # lora, or a shortcut mode
 FinalSelection = Literal["last", "most_frequent"]
+MAX_REALLOC_STEPS = 10**9
 
 
 class DynamicConfig(BaseModel):
@@ -34,6 +35,7 @@ class DynamicConfig(BaseModel):
     active_params: int | None = Field(
         default=None,
         gt=0,
+        le=MAX_PARAMS,
         description="Instead of a share: the most adapter parameters active at the same time.",
     )
     mode: DynamicMode = Field(
@@ -53,8 +55,8 @@ class DynamicConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> DynamicConfig:
         every = self.realloc_every
-        if isinstance(every, bool) or (isinstance(every, int) and every < 1):
-            raise ValueError(f"realloc_every={every!r}: an int must be >= 1")
+        if isinstance(every, bool) or (isinstance(every, int) and not 1 <= every <= MAX_REALLOC_STEPS):
+            raise ValueError(f"realloc_every={every!r}: an int must be in 1..{MAX_REALLOC_STEPS}")
         if isinstance(every, float) and not 0 < every <= 1:
             raise ValueError(f"realloc_every={every!r}: a float is a fraction of an epoch in (0, 1]")
         if self.active_params is not None and "active_fraction" in self.model_fields_set and self.active_fraction:

@@ -89,3 +89,20 @@ def test_plan_round_trips_through_json(tmp_path) -> None:
     path = plan.save(tmp_path / "p.json")
     assert Plan.load(path) == plan
     assert plan.to_lora_config().rank_pattern == {r"^m\.q": 8}
+
+
+def test_a_schema_1_0_plan_without_labels_still_loads() -> None:
+    from heterolora.plans import SCHEMA_VERSION, Plan
+
+    old = {
+        "schema_version": "1.0",
+        "model": {"id": "m", "architecture": "BertModel", "model_type": "bert", "num_layers": 1},
+        "task": "seq-cls",
+        "proxy": "grad_norm",
+        "seed": 0,
+        "budget": {"kind": "like", "request": {}, "limit": 1, "used": 0},
+        "modules": [],
+        "peft": {"r": 8, "lora_alpha": 16, "target_modules": [], "rank_pattern": {}, "alpha_pattern": {}},
+    }
+    plan = Plan.from_dict(old)
+    assert plan.labels is None and plan.schema_version == "1.0" and SCHEMA_VERSION == "1.1"
