@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from heterolora.errors import PlanError
+from heterolora.init_apply import apply_init, check_learning_rate, correct_base
 from heterolora.plans import Plan
 from heterolora.shortcuts import (
     attach_shortcuts,
@@ -22,7 +23,14 @@ SHORTCUTS_FILE = "shortcuts.safetensors"
 _PLAN_ATTR = "heterolora_plan"
 
 
-def apply_plan(model: nn.Module, plan: Plan, *, train_head: bool | None = None, **overrides: Any) -> Any:
+def apply_plan(
+    model: nn.Module,
+    plan: Plan,
+    *,
+    train_head: bool | None = None,
+    learning_rate: float | None = None,
+    **overrides: Any,
+) -> Any:
     """Wrap `model` with PEFT LoRA at the planned ranks, attach the planned shortcut modules
     (docs/shortcuts.md), and return the PeftModel. Trainable: LoRA A/B, shortcut A/B, and the head
     when it is trained.
@@ -30,7 +38,12 @@ def apply_plan(model: nn.Module, plan: Plan, *, train_head: bool | None = None, 
     Args:
         train_head: keep the task head trainable (`modules_to_save`). Defaults to the plan's
             choice (True for seq-cls).
+        learning_rate: the rate you will train at; with a gradient init (plan.init) a rate other
+            than plan.recommended_learning_rate, or none, gives a LearningRateWarning.
         overrides: extra LoraConfig fields, e.g. lora_dropout=0.1.
+
+    A plan with an `init` section also gets its A/B tensors and, for the lora_ga variant, the base
+    correction W -= scaling * B @ A (docs/plan-format.md); every A and B is checked against the file.
     """
     from peft import get_peft_model
 
@@ -47,6 +60,9 @@ def apply_plan(model: nn.Module, plan: Plan, *, train_head: bool | None = None, 
         overrides.setdefault("modules_to_save", None)
     peft_model = get_peft_model(model, plan.to_lora_config(**overrides))
     verify_applied(peft_model, plan)
+    if plan.init is not None:  # gradient init (heterolora/init_apply.py)
+        apply_init(peft_model, plan)
+        check_learning_rate(learning_rate, plan, stacklevel=2)
     if train_head is False:  # PEFT adds a SEQ_CLS model's classifier to modules_to_save by itself
         for name, p in peft_model.named_parameters():
             if "modules_to_save" in name:
@@ -78,13 +94,15 @@ def save_adapted(peft_model: Any, directory: str | Path, plan: Plan | None = Non
 def load_adapted(model: nn.Module, directory: str | Path, *, is_trainable: bool = False) -> Any:
     """Rebuild what `save_adapted` wrote on a fresh copy of the base `model`."""
     from peft import PeftModel
-    from safetensors.torch import load_file
+    from safetensors.torch import load, load_file
 
     directory = Path(directory)
     plan = Plan.load(directory / PLAN_FILE)
     check_plan_layout(model, plan)
     peft_model = PeftModel.from_pretrained(model, directory, is_trainable=is_trainable)
     verify_applied(peft_model, plan)
+    if plan.init is not None and plan.init.base_correction and plan.init_data is not None:
+        correct_base(peft_model, load(plan.init_data))  # the base the adapter was trained on
     base = peft_model.get_base_model()
     attach_shortcuts(base, plan)
     load_shortcut_weights(base, load_file(directory / SHORTCUTS_FILE))
@@ -92,6 +110,14 @@ def load_adapted(model: nn.Module, directory: str | Path, *, is_trainable: bool 
         p.requires_grad_(is_trainable)
     object.__setattr__(peft_model, _PLAN_ATTR, plan)
     return peft_model
+
+
+def plan_of(peft_model: Any) -> Plan:
+    """The plan `apply_plan` / `load_adapted` attached to a model."""
+    plan = getattr(peft_model, _PLAN_ATTR, None)
+    if plan is None:
+        raise PlanError("no plan attached to this model; pass the Plan", field="plan")
+    return plan
 
 
 def _has_module(model: nn.Module, name: str) -> bool:

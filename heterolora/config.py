@@ -138,6 +138,17 @@ class AllocationConfig(_Strict):
         default="combined", description="One ranking over both families, or a share for each."
     )
     shortcut_share: float = Field(default=0.5, gt=0, lt=1, description="Budget share of shortcuts in separated mode.")
+    # ---- gradient init (issue 14; heterolora/gradient_init.py) ----
+    init: Literal["zero", "gradient"] = Field(
+        default="zero",
+        description="LoRA A/B init: zero (standard LoRA, B = 0) or gradient (from the scoring gradients).",
+    )
+    init_variant: Literal["lora_ga", "gora"] = Field(
+        default="lora_ga", description="Gradient init variant: lora_ga (function-preserving) or gora (base untouched)."
+    )
+    learning_rate: float | None = Field(
+        default=None, gt=0, le=1, description="Learning rate the init is built for (gradient init default 1e-3)."
+    )
 
     @field_validator("rank_set")
     @classmethod
