@@ -11,6 +11,7 @@ import redis
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from heterolora.schemas import AllocateRequest
+from service.artifacts import ArtifactStore
 from service.errors import Unavailable
 from service.jobs import JobQueue, RunState, internal_error
 from service.settings import Settings
@@ -50,6 +51,7 @@ class CeleryJobQueue(JobQueue):
         super().__init__(RedisStore(redis_url, settings.result_ttl_s, settings.redis_timeout_s))
         self.url = redis_url
         self.celery = make_celery(WorkerSettings(redis_url=redis_url, result_ttl_s=settings.result_ttl_s))
+        self.artifacts = ArtifactStore.for_redis(redis_url, settings.result_ttl_s)  # init files (issue 14)
 
     def _unavailable(self, what: str) -> Unavailable:
         return Unavailable(f"{what}: Redis at {safe_url(self.url)} is not reachable", code="broker_unavailable")

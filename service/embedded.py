@@ -10,6 +10,7 @@ from typing import Any
 
 from heterolora.errors import HeteroLoraError
 from heterolora.schemas import AllocateRequest
+from service.artifacts import ArtifactStore, ArtifactTooLarge, artifact_error
 from service.jobs import JobQueue, RunState, internal_error, now
 from service.settings import Settings
 from service.store import MemoryStore
@@ -23,6 +24,7 @@ class EmbeddedJobQueue(JobQueue):
         self.worker = WorkerSettings()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="heterolora-job")
         self._cache: Any = None
+        self.artifacts = ArtifactStore.in_memory(settings.result_ttl_s)  # init files (issue 14)
 
     def _start(self, job_id: str, request: AllocateRequest) -> None:
         self._pool.submit(self._run, job_id, request)
@@ -68,4 +70,9 @@ class EmbeddedJobQueue(JobQueue):
             run = RunState("failed", 0.0, "failed", started, now(), error=internal_error(exc))
         else:
             run = RunState("succeeded", 1.0, "done", started, now(), plan=plan.model_dump(mode="json"))
+            if plan.init_data is not None:  # the init file the plan's sha256 names (issue 14)
+                try:
+                    self.artifacts.put(job_id, plan.init_data)
+                except ArtifactTooLarge as exc:
+                    run = RunState("failed", 0.0, "failed", started, now(), error=artifact_error(exc))
         self._record(job_id, run)

@@ -12,7 +12,7 @@ from heterolora import __version__
 from service.errors import install_error_handlers
 from service.jobs import JobQueue
 from service.middleware import BodySizeLimit
-from service.routes import allocate, health, jobs
+from service.routes import allocate, artifacts, health, jobs
 from service.settings import Settings, get_settings
 
 DESCRIPTION = """Plan heterogeneous LoRA ranks with zero-cost proxies.
@@ -58,7 +58,7 @@ def create_app() -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, limit=lambda: current_settings(app).max_body_bytes)
-    for module in (allocate, jobs, health):
+    for module in (allocate, jobs, artifacts, health):
         app.include_router(module.router)
     return app
 

@@ -14,6 +14,7 @@ from celery.utils.log import get_task_logger
 from heterolora.errors import HeteroLoraError
 from heterolora.runner import JobCancelled, ModelCache, preload, run_request
 from heterolora.schemas import AllocateRequest
+from service.artifacts import ArtifactStore, ArtifactTooLarge, artifact_error
 from worker.app import TASK_ALLOCATE, JobError, cancel_key, celery_app
 from worker.settings import get_worker_settings
 
@@ -70,4 +71,9 @@ def allocate(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
         raise JobError(exc.code, exc.message, exc.field) from None
     except SoftTimeLimitExceeded:
         raise JobError("timeout", f"the job ran past its time limit of {settings.soft_time_limit_s}s") from None
+    if plan.init_data is not None:  # the init file GET /jobs/{id}/adapter.safetensors serves (issue 14)
+        try:
+            ArtifactStore.for_redis(settings.redis_url or "", settings.result_ttl_s).put(job_id, plan.init_data)
+        except ArtifactTooLarge as exc:
+            raise JobError(**artifact_error(exc)) from None
     return {"plan": plan.model_dump(mode="json"), "started_at": started_at}

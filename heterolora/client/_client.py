@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from heterolora.client._artifacts import fetch_init
 from heterolora.client._errors import APIConnectionError, JobFailed, Timeout, error_for
 from heterolora.client._retry import backoff, should_retry
 from heterolora.plans import Plan
@@ -114,7 +115,7 @@ class Client:
             job = self.job(job.job_id)
         if job.status != "succeeded" or job.plan is None:
             raise JobFailed(job)
-        return job.plan
+        return fetch_init(self, job.job_id, job.plan)  # init="gradient": download + verify its file
 
     # ---- transport -------------------------------------------------------------------------
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
