@@ -17,7 +17,7 @@ from heterolora import __version__
 from heterolora.allocation import Item, allocate_ranks, normalize, scalar_curve, select_top
 from heterolora.config import SHORTCUT_TYPES, AllocationConfig, FractionBudget, LikeBudget, ParamsBudget, budget_kind
 from heterolora.errors import BudgetError, ConfigError, DataError
-from heterolora.gradient_init import SiteFactors, attach_init, build_init, factors_from_context, plan_sites
+from heterolora.gradient_init import attach_init, build_init, factors_for, lora_site_grads, plan_sites
 from heterolora.plans import BudgetInfo, ModuleEntry, Plan, build_peft_kwargs
 from heterolora.proxies import get_proxy
 from heterolora.proxies.context import Progress, ProxyContext, batch_loss
@@ -103,7 +103,7 @@ class SiteScores:
     ranks: list[int]
     batches: int
     scoring_s: float
-    factors: dict[str, SiteFactors] | None = None  # gradient init only (heterolora/gradient_init.py)
+    grads: dict[str, torch.Tensor] | None = None  # LoRA sites' summed dL/dW, for init="gradient" only
 
 
 def score_key(config: AllocationConfig) -> str:
@@ -164,12 +164,12 @@ def score_sites(
     # Shortcut sites exist only while scoring, as zero probes (see heterolora/shortcuts/modules.py).
     with warmed_up_head(model, batches, config.head_warmup_steps, config.seed), scoring_probes(model, sc_sites):
         raw = spec.fn(ctx)
-        # Gradient init: factor the scoring pass's gradients (no second backward for gradient proxies).
-        factors = factors_from_context(ctx, sites, max(ranks)) if config.init == "gradient" else None
+        # Gradient init keeps the scoring pass's gradients (no second backward for gradient proxies).
+        grads = lora_site_grads(ctx, sites) if config.init == "gradient" else None
     scores = [v[-1] if isinstance(v, list) else v for v in raw.values()]
     if not all(math.isfinite(x) for x in scores):
         raise DataError(f"proxy {config.proxy!r} produced non-finite scores on this sample", field="proxy")
-    return SiteScores(sites, sc_sites, raw, ranks, len(batches), time.perf_counter() - start, factors)
+    return SiteScores(sites, sc_sites, raw, ranks, len(batches), time.perf_counter() - start, grads)
 
 
 def choose(scored: SiteScores, config: AllocationConfig, limit: int) -> dict[str, int]:
@@ -260,12 +260,13 @@ def compute_plan(
 
 
 def _with_gradient_init(plan: Plan, scored: SiteScores, config: AllocationConfig) -> Plan:
-    if scored.factors is None:
+    if scored.grads is None:
         raise ConfigError("these scores were computed without init='gradient'; score again", field="init")
     t0 = time.perf_counter()
+    sites = plan_sites(plan)  # SVDs only for the allocated sites, 2r triplets each
     artifact = build_init(
-        scored.factors,
-        plan_sites(plan),
+        factors_for(scored.grads, sites, num_batches=scored.batches, seed=config.seed),
+        sites,
         variant=config.init_variant,
         seed=config.seed,
         learning_rate=config.learning_rate,

@@ -6,7 +6,8 @@ Two variants (docs/plan-format.md, "Initialisation"):
   singular vectors times their singular values times d_out**0.25 / sqrt(gamma). The SDK subtracts
   scaling * B @ A from the frozen base weight, so the model's function at step 0 is unchanged.
 - `gora` (GoRA-like, arXiv 2502.12171): A random (seeded, nn.Linear's init), and
-  B = -(lr * sqrt(d_in / r) / scaling) * Ḡ A⁺, so scaling * B @ A = -lr * sqrt(d_in / r) * Ḡ P_A:
+  B = -(lr * sqrt(d_in / r) / scaling) * Ḡ A⁺ with Ḡ the best rank-2r approximation of the mean
+  gradient (what a sketch provides), so scaling * B @ A = -lr * sqrt(d_in / r) * Ḡ P_A:
   one gradient step of size lr restricted to A's row space (sqrt(d_in / r) restores the norm the
   projection removes). The base stays untouched; the step-0 function changes by exactly that step.
 
@@ -37,8 +38,6 @@ from heterolora.plans import Plan
 from heterolora.proxies.context import ProxyContext
 from heterolora.search_space import Candidate, discover
 
-EXACT_SVD_MAX_DIM = 2048  # above this (smaller side), a seeded randomized SVD (torch.svd_lowrank)
-
 
 @dataclass(frozen=True)
 class SiteFactors:
@@ -60,22 +59,25 @@ class InitArtifact:
 def gradient_factors(
     grads: Mapping[str, torch.Tensor], ranks: Mapping[str, int], *, num_batches: int, seed: int = 0
 ) -> dict[str, SiteFactors]:
-    """The top `ranks[name]` singular triplets of each (d_out, d_in) summed gradient.
+    """The top `ranks[name]` singular triplets of each (d_out, d_in) summed gradient in `ranks`.
 
-    Signs are fixed (each column of U has its largest-magnitude entry positive), so the result does
-    not depend on the LAPACK build's sign choice."""
+    A seeded randomized SVD (torch.svd_lowrank with 2k columns and 4 power iterations, as PEFT's
+    lora_ga uses) where 2k is below the smaller side, else the exact SVD. Signs are fixed (each
+    column of U has its largest-magnitude entry positive), so the result depends on neither the
+    LAPACK build's sign choice nor the global torch seed."""
     out = {}
     for name, k in ranks.items():
         g = grads[name].float()
         k = min(k, *g.shape)
-        if min(g.shape) <= EXACT_SVD_MAX_DIM:
+        q = min(2 * k, *g.shape)
+        if q == min(g.shape):
             u, s, vh = torch.linalg.svd(g, full_matrices=False)
-            u, s, vh = u[:, :k], s[:k], vh[:k]
         else:
             with torch.random.fork_rng(devices=[g.device] if g.is_cuda else []):
                 torch.manual_seed(seed)
-                u, s, v = torch.svd_lowrank(g, q=min(k + 8, *g.shape), niter=4)
-            u, s, vh = u[:, :k], s[:k], v[:, :k].T
+                u, s, v = torch.svd_lowrank(g, q=q, niter=4)
+            vh = v.T
+        u, s, vh = u[:, :k], s[:k], vh[:k]
         pivot = u.abs().argmax(dim=0)
         sign = torch.sign(u[pivot, torch.arange(u.shape[1], device=u.device)])
         sign[sign == 0] = 1
@@ -85,12 +87,17 @@ def gradient_factors(
     return out
 
 
-def factors_from_context(ctx: ProxyContext, sites: list[Candidate], max_rank: int) -> dict[str, SiteFactors]:
-    """Factors for the LoRA sites from the scoring pass's gradients (2 * max_rank triplets each:
-    LoRA-GA's B takes singular vectors r+1..2r)."""
+def lora_site_grads(ctx: ProxyContext, sites: list[Candidate]) -> dict[str, torch.Tensor]:
+    """The scoring pass's summed gradients of the LoRA sites (computed once, shared with the proxy)."""
     grads = ctx.weight_grads()
-    ranks = {c.name: 2 * max_rank for c in sites}
-    return gradient_factors(grads, ranks, num_batches=len(ctx.batches), seed=ctx.seed)
+    return {c.name: grads[c.name] for c in sites}
+
+
+def factors_for(
+    grads: Mapping[str, torch.Tensor], sites: list[InitSite], *, num_batches: int, seed: int
+) -> dict[str, SiteFactors]:
+    """2r triplets per site: LoRA-GA's B takes singular vectors r+1..2r."""
+    return gradient_factors(grads, {s.name: 2 * s.rank for s in sites}, num_batches=num_batches, seed=seed)
 
 
 def lora_scaling(alpha: float, rank: int, use_rslora: bool) -> float:
@@ -215,11 +222,23 @@ def init_for_ranks(
     alpha = alpha_ratio * r: one gradient pass over `batches` (K forward+backward passes), then the
     same construction as `heterolora.plan(..., init="gradient")`. Apply it to a PeftModel with
     `heterolora.init_apply.apply_init_artifact`."""
-    chosen = {n: r for n, r in ranks.items() if r > 0}
-    cands = [c for c in discover(model) if c.name in chosen]
-    ctx = ProxyContext(model=model, batches=batches, candidates=cands, ranks=[max(chosen.values())], seed=seed)
-    factors = factors_from_context(ctx, cands, max(chosen.values()))
-    sites = [InitSite(n, r, alpha_ratio) for n, r in chosen.items()]  # scaling = alpha / r = alpha_ratio
+    sites = [InitSite(n, r, alpha_ratio) for n, r in ranks.items() if r > 0]  # scaling alpha / r
+    return _one_pass_init(model, batches, sites, variant=variant, learning_rate=learning_rate, seed=seed)
+
+
+def _one_pass_init(
+    model: nn.Module,
+    batches: list[dict[str, torch.Tensor]],
+    sites: list[InitSite],
+    *,
+    variant: InitVariant,
+    learning_rate: float | None,
+    seed: int,
+) -> InitArtifact:
+    names = {s.name for s in sites}
+    cands = [c for c in discover(model) if c.name in names]
+    ctx = ProxyContext(model=model, batches=batches, candidates=cands, ranks=[1], seed=seed)
+    factors = factors_for(lora_site_grads(ctx, cands), sites, num_batches=len(batches), seed=seed)
     return build_init(factors, sites, variant=variant, seed=seed, learning_rate=learning_rate)
 
 
@@ -234,13 +253,9 @@ def init_for_plan(
 ) -> Plan:
     """`plan` with a gradient init added, from one gradient pass over `batches`."""
     t0 = time.perf_counter()
-    sites = plan_sites(plan)
-    names = {s.name for s in sites}
-    cands = [c for c in discover(model) if c.name in names]
     seed = plan.seed if seed is None else seed
-    ctx = ProxyContext(model=model, batches=batches, candidates=cands, ranks=[plan.max_rank], seed=seed)
-    factors = factors_from_context(ctx, cands, plan.max_rank)
-    artifact = build_init(factors, sites, variant=variant, seed=seed, learning_rate=learning_rate)
+    sites = plan_sites(plan)
+    artifact = _one_pass_init(model, batches, sites, variant=variant, learning_rate=learning_rate, seed=seed)
     out = attach_init(plan, artifact)
     out.timings = {**plan.timings, "init_s": round(time.perf_counter() - t0, 4)}
     return out
