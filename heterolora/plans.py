@@ -126,7 +126,8 @@ class Plan(_Model):
 
     def fingerprint(self) -> dict[str, Any]:
         """The plan without timestamps and timings: equal for equal inputs and seed."""
-        return self.model_dump(exclude={"created_at", "timings"})
+        # init.file is where Plan.save put the tensors, not part of the plan (its sha256 is).
+        return self.model_dump(exclude={"created_at": True, "timings": True, "init": {"file"}})
 
     # ---- I/O ---------------------------------------------------------------------------
     def to_json(self, indent: int | None = 2) -> str:

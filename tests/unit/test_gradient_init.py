@@ -117,6 +117,7 @@ def test_save_load_roundtrip_and_tampered_files_are_refused(tmp_path) -> None:
     assert (tmp_path / "plan.safetensors").read_bytes() == plan.init_data
     loaded = Plan.load(path)
     assert loaded.init_data == plan.init_data and loaded.init.file == "plan.safetensors"
+    assert loaded.fingerprint() == plan.fingerprint()
     data = bytearray(plan.init_data)
     data[-1] ^= 1
     (tmp_path / "plan.safetensors").write_bytes(bytes(data))
@@ -173,3 +174,16 @@ def test_saved_adapter_reloads_on_the_corrected_base(tmp_path) -> None:
     again = load_adapted(tiny_model("bert"), tmp_path / "adapter")
     for x, y in zip(_outputs(again, batches), want, strict=True):
         torch.testing.assert_close(x, y, atol=1e-5, rtol=0)
+
+
+def test_scores_without_gradients_cannot_make_a_gradient_init() -> None:
+    from heterolora.engine import score_sites
+    from heterolora.errors import ConfigError
+
+    model, batches = tiny_model("llama"), random_batches()
+    zero = AllocationConfig(budget={"trainable_params": 3000}, rank_set=[2, 4, 8])
+    scored = score_sites(model, batches, zero, lambda f, m: None)
+    assert scored.grads is None
+    with pytest.raises(ConfigError, match="without init='gradient'") as err:
+        compute_plan(model, batches, zero.model_copy(update={"init": "gradient"}), scored=scored)
+    assert err.value.field == "init"
