@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     variants = {
         "k_passes": passes,
         "plan_zero": lambda: compute_plan(model, batches, base),
-        "plan_gradient_lora_ga": lambda: compute_plan(model, batches, base.model_copy(update={"init": "gradient"})),
+        "plan_gradient_lora_ga": lambda: compute_plan(
+            model, batches, base.model_copy(update={"init": "gradient", "init_variant": "lora_ga"})
+        ),
         "plan_gradient_gora": lambda: compute_plan(
             model, batches, base.model_copy(update={"init": "gradient", "init_variant": "gora"})
         ),

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from heterolora.errors import BudgetError, ConfigError
+from heterolora.init_format import DEFAULT_INIT_VARIANT
 
 # Canonical site types. Architectures map their own module names onto these.
 LORA_TYPES = ("q", "k", "v", "o", "qkv", "gate", "up", "down")
@@ -144,10 +145,11 @@ class AllocationConfig(_Strict):
         description="LoRA A/B init: zero (standard LoRA, B = 0) or gradient (from the scoring gradients).",
     )
     init_variant: Literal["lora_ga", "gora"] = Field(
-        default="lora_ga", description="Gradient init variant: lora_ga (function-preserving) or gora (base untouched)."
+        default=DEFAULT_INIT_VARIANT,
+        description="Gradient init: gora (base untouched) or lora_ga (function-preserving).",
     )
     learning_rate: float | None = Field(
-        default=None, gt=0, le=1, description="Learning rate the init is built for (gradient init default 1e-3)."
+        default=None, gt=0, le=1, description="Learning rate the init is built for (default: gora 3e-3, lora_ga 1e-3)."
     )
 
     @field_validator("rank_set")

@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from heterolora.init_format import (
-    DEFAULT_GRADIENT_LR,
+    DEFAULT_INIT_VARIANT,
+    DEFAULT_LEARNING_RATE,
     LORA_GA_GAMMA,
     InitInfo,
     InitVariant,
@@ -171,7 +172,7 @@ def build_init(
     """The init section and tensor file (PEFT key layout, float32) for `sites`."""
     from safetensors.torch import save
 
-    lr = learning_rate or DEFAULT_GRADIENT_LR
+    lr = learning_rate or DEFAULT_LEARNING_RATE[variant]
     missing = [s.name for s in sites if s.name not in factors]
     if missing:
         raise ValueError(f"no gradient factors for {len(missing)} LoRA modules, e.g. {missing[0]}")
@@ -214,7 +215,7 @@ def init_for_ranks(
     ranks: Mapping[str, int],
     *,
     alpha_ratio: float = 2.0,
-    variant: InitVariant = "lora_ga",
+    variant: InitVariant = DEFAULT_INIT_VARIANT,
     learning_rate: float | None = None,
     seed: int = 0,
 ) -> InitArtifact:
@@ -247,7 +248,7 @@ def init_for_plan(
     batches: list[dict[str, torch.Tensor]],
     plan: Plan,
     *,
-    variant: InitVariant = "lora_ga",
+    variant: InitVariant = DEFAULT_INIT_VARIANT,
     learning_rate: float | None = None,
     seed: int | None = None,
 ) -> Plan:

@@ -20,10 +20,12 @@ InitVariant = Literal["lora_ga", "gora"]
 
 KEY_FORMAT = "base_model.model.{module}.lora_{factor}.weight"
 DEFAULT_FILE = "adapter.safetensors"
-# The learning rate a gradient init is built for when the request names none. PEFT's lora_ga at
-# uniform r=2 on MiniLM/MRPC: 82.60 at 1e-3, 79.17 at 3e-4, majority-class collapse at 3e-3
-# (issue 14's calibration); GoRA's own scripts use 1e-4..1e-3.
-DEFAULT_GRADIENT_LR = 1e-3
+# The default variant and the learning rate each is built for when the request names none, from the
+# MRPC train hold-out pilot (benchmarks/results/init-variant-pilot.md: gora 72.12 at 3e-3, the
+# rate tuned for standard LoRA; lora_ga 69.42 at 1e-3 and 69.17 at 3e-3) and issue 14's calibration
+# (PEFT's lora_ga: 82.60 at 1e-3 on validation, majority-class collapse at 3e-3).
+DEFAULT_INIT_VARIANT: InitVariant = "gora"
+DEFAULT_LEARNING_RATE: dict[str, float] = {"lora_ga": 1e-3, "gora": 3e-3}
 LORA_GA_GAMMA = 16  # LoRA-GA's stable scale: B * d_out**0.25 / sqrt(gamma) (PEFT's default gamma)
 MAX_ARTIFACT_BYTES = 2 << 30  # bound on a tensor file the SDK accepts (2 GiB)
 

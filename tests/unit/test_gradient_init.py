@@ -27,7 +27,8 @@ CASES = [("llama", "seq-cls"), ("gpt2", "seq-cls"), ("bert", "seq-cls"), ("llama
 
 def _plan(arch: str, task: str = "seq-cls", **cfg) -> tuple[Plan, list[dict[str, torch.Tensor]]]:
     batches = random_batches(labels=None if task == "causal-lm" else 2)
-    options = {"budget": {"trainable_params": 3000}, "rank_set": [2, 4, 8], "init": "gradient"} | cfg
+    options = {"budget": {"trainable_params": 3000}, "rank_set": [2, 4, 8], "init": "gradient"}
+    options |= {"init_variant": "lora_ga"} | cfg  # tests name their variant; the default is tested apart
     plan = compute_plan(tiny_model(arch, task), batches, AllocationConfig(task=task, **options))
     return plan, batches
 
@@ -109,6 +110,15 @@ def test_same_request_and_seed_give_a_byte_identical_artifact() -> None:
         assert one.fingerprint() == two.fingerprint()
     other, _ = _plan("llama", init_variant="gora", seed=1)
     assert other.init.sha256 != one.init.sha256  # the seed draws another random A (and sample)
+
+
+def test_default_gradient_init_is_gora_at_the_standard_lora_rate() -> None:
+    """The default variant and rate (docs/plan-format.md: chosen on the MRPC train hold-out)."""
+    config = AllocationConfig(budget={"trainable_params": 3000}, rank_set=[2, 4, 8], init="gradient")
+    plan = compute_plan(tiny_model("llama"), random_batches(), config)
+    assert plan.init.variant == "gora" and not plan.init.base_correction
+    assert plan.recommended_learning_rate == 3e-3
+    assert AllocationConfig().init == "zero"  # the product default stays standard LoRA
 
 
 def test_save_load_roundtrip_and_tampered_files_are_refused(tmp_path) -> None:

@@ -27,7 +27,7 @@ def _logits(model, batches) -> list[torch.Tensor]:
 
 def test_minilm_plan_with_gradient_init_keeps_the_function(minilm) -> None:
     loaded, batches = minilm
-    config = AllocationConfig(num_batches=4, init="gradient", learning_rate=5e-4)
+    config = AllocationConfig(num_batches=4, init="gradient", init_variant="lora_ga", learning_rate=5e-4)
     plan = compute_plan(loaded.model, batches, config, model_id="minilm")
     assert plan.init.recommended_learning_rate == 5e-4 and plan.init.num_batches == len(batches)
     again = compute_plan(loaded.model, batches, config, model_id="minilm")
@@ -51,7 +51,7 @@ def test_uniform_ranks_init_matches_peft_lora_ga_up_to_signs() -> None:
     batches = random_batches()
     model = tiny_model("llama")
     ranks = {c.name: 8 for c in discover(model) if c.type in ("q", "v", "down")}
-    artifact = init_for_ranks(model, batches, ranks, alpha_ratio=2.0)
+    artifact = init_for_ranks(model, batches, ranks, alpha_ratio=2.0, variant="lora_ga")
     assert artifact.info.modules == len(ranks)
 
     ours = get_peft_model(tiny_model("llama"), LoraConfig(r=8, lora_alpha=16, target_modules=sorted(ranks)))
