@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from heterolora.errors import BudgetError, ConfigError
+from heterolora.init_format import DEFAULT_INIT_VARIANT
 
 # The vocabulary: every name and default is defined here once; Literals, the CLI's choices, the
 # HTTP schema and the dynamic variant derive from these.
@@ -180,6 +181,18 @@ class AllocationConfig(_Strict):
         default=SHORTCUT_MODES[0], description="One ranking over both families, or a share for each."
     )
     shortcut_share: float = Field(default=0.5, gt=0, lt=1, description="Budget share of shortcuts in separated mode.")
+    # ---- gradient init (issue 14; heterolora/gradient_init.py) ----
+    init: Literal["zero", "gradient"] = Field(
+        default="zero",
+        description="LoRA A/B init: zero (standard LoRA, B = 0) or gradient (from the scoring gradients).",
+    )
+    init_variant: Literal["lora_ga", "gora"] = Field(
+        default=DEFAULT_INIT_VARIANT,
+        description="Gradient init: gora (base untouched) or lora_ga (function-preserving).",
+    )
+    learning_rate: float | None = Field(
+        default=None, gt=0, le=1, description="Learning rate the init is built for (default: gora 3e-3, lora_ga 1e-3)."
+    )
 
     @field_validator("rank_set")
     @classmethod
