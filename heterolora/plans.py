@@ -157,7 +157,8 @@ class Plan(_Model):
         **extra: Any,
     ) -> Plan:
         """A plan stamped with this version and time, its PEFT kwargs derived from `modules`.
-        `extra`: the optional sections (labels, shortcuts, timings)."""
+        `extra`: the optional sections (labels, shortcuts, timings, init; the engine adds a gradient
+        init after allocation, with its tensor file: heterolora.gradient_init.attach_init)."""
         return cls(
             heterolora_version=__version__,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),

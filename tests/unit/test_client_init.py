@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from test_client import PLAN as ZERO_INIT_PLAN  # the same plan without init
 
 from heterolora.client import Client
 from heterolora.errors import PlanError
@@ -12,13 +13,7 @@ from heterolora.init_format import sha256_hex
 
 FILE = b"safetensors bytes standing in for A and B"
 PLAN = {
-    "model": {"id": "m", "architecture": "Bert", "model_type": "bert", "num_layers": 1},
-    "task": "seq-cls",
-    "proxy": "grad_norm",
-    "seed": 0,
-    "budget": {"kind": "trainable_params", "request": {"trainable_params": 10}, "limit": 10, "used": 8},
-    "modules": [],
-    "peft": {"r": 8, "lora_alpha": 16, "target_modules": [], "rank_pattern": {}, "alpha_pattern": {}},
+    **ZERO_INIT_PLAN,
     "init": {
         "variant": "lora_ga",
         "direction": "ArB2r",
