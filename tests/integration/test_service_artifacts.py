@@ -8,16 +8,19 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from safetensors.torch import load
 
 from devtools.stack import API_KEY, OTHER_KEY, Api, RedisServer, Stack, env_for, wait_job
+from heterolora.cli import main
 from heterolora.client import Client
 from heterolora.init_format import sha256_hex
+from heterolora.plans import Plan
 from heterolora.samples import builtin_sample
 from service.artifacts import ArtifactSettings, ArtifactStore, ArtifactTooLarge
 
 pytestmark = pytest.mark.integration
-pytest_plugins = ("stack_fixtures",)  # fixtures: stack, model_root
+pytest_plugins = ("stack_fixtures", "embedded_api")  # fixtures: stack, model_root, embedded_api
 OPTIONS = {"num_batches": 2, "batch_size": 4, "max_length": 48}
 
 
@@ -95,3 +98,19 @@ def test_embedded_mode_serves_from_the_directory_and_refuses_a_changed_file(
         path.write_bytes(served.content[:-1] + bytes([served.content[-1] ^ 1]))
         broken = http.get(f"/jobs/{job['job_id']}/adapter.safetensors")
         assert broken.status_code == 503 and broken.json()["error"]["code"] == "artifact_corrupt"
+
+
+def test_cli_plan_and_show_on_server_save_the_verified_init_file(
+    embedded_api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIPELINE_KEY", API_KEY)
+    server = ["--server", embedded_api.url, "--api-key-env", "PIPELINE_KEY"]
+    fast = ["--num-batches", "2", "--batch-size", "4", "--budget-params", "30000", "--init", "gradient"]
+    remote = CliRunner().invoke(main, ["plan", *fast, *server, "--out", str(tmp_path / "remote.json")])
+    assert remote.exit_code == 0, remote.output
+    plan = Plan.load(tmp_path / "remote.json")  # sha256-checked against remote.safetensors
+    assert plan.init is not None and plan.init_data == (tmp_path / "remote.safetensors").read_bytes()
+    job_id = remote.stderr.split(f" on {embedded_api.url}")[0].rsplit("job ", 1)[1]
+    shown = CliRunner().invoke(main, ["show", job_id, *server, "--out", str(tmp_path / "job.json")])
+    assert shown.exit_code == 0, shown.output
+    assert Plan.load(tmp_path / "job.json").init_data == plan.init_data
