@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner, Result
 
 from devtools.stack import API_KEY, REPO, Api
@@ -78,7 +79,13 @@ def test_pipeline_step_against_a_running_service(
 def test_cli_plan_on_server_writes_the_local_plan_file(
     embedded_api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    local = cli("plan", *FAST, "--device", "cpu", "--out", str(tmp_path / "local.json"))  # as the server runs
+    # As the server runs: on the CPU with one thread (OMP_NUM_THREADS=1), so sums add up in its order.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = cli("plan", *FAST, "--device", "cpu", "--out", str(tmp_path / "local.json"))
+    finally:
+        torch.set_num_threads(threads)
     assert local.exit_code == 0, local.output
     monkeypatch.setenv("PIPELINE_KEY", API_KEY)
     remote = cli(
