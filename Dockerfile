@@ -22,8 +22,8 @@ RUN pip install --no-cache-dir ".[service]" \
 
 # Celery refuses to run as root with some serializers and warns otherwise: use a plain user.
 RUN useradd --create-home --uid 1000 heterolora \
- && mkdir -p /cache/huggingface /models \
- && chown -R heterolora /cache /models
+ && mkdir -p /cache/huggingface /models /artifacts \
+ && chown -R heterolora /cache /models /artifacts
 USER heterolora
 
 EXPOSE 8000

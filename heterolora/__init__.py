@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from heterolora.apply import load_adapted as load_adapted
     from heterolora.apply import save_adapted as save_adapted
     from heterolora.engine import compute_plan as compute_plan
+    from heterolora.gradient_init import init_for_ranks as init_for_ranks
+    from heterolora.init_apply import LearningRateWarning as LearningRateWarning
+    from heterolora.init_apply import check_optimizer as check_optimizer
 
 _LAZY = {
     "plan": "heterolora.api",
@@ -25,6 +28,9 @@ _LAZY = {
     "apply_plan": "heterolora.apply",
     "save_adapted": "heterolora.apply",
     "load_adapted": "heterolora.apply",
+    "check_optimizer": "heterolora.init_apply",
+    "LearningRateWarning": "heterolora.init_apply",
+    "init_for_ranks": "heterolora.gradient_init",
 }
 
 
@@ -39,10 +45,13 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AllocationConfig",
     "HeteroLoraError",
+    "LearningRateWarning",
     "Plan",
     "__version__",
     "apply_plan",
+    "check_optimizer",
     "compute_plan",
+    "init_for_ranks",
     "load_adapted",
     "plan",
     "save_adapted",

@@ -8,7 +8,8 @@ from typing import Any
 from torch import nn
 
 from heterolora.errors import PlanError
-from heterolora.plans import Plan
+from heterolora.init_apply import apply_init, check_learning_rate, correct_base
+from heterolora.plans import PLAN_ATTR, Plan
 from heterolora.shortcuts import (
     attach_shortcuts,
     check_plan_layout,
@@ -19,10 +20,16 @@ from heterolora.shortcuts import (
 
 PLAN_FILE = "plan.json"
 SHORTCUTS_FILE = "shortcuts.safetensors"
-_PLAN_ATTR = "heterolora_plan"
 
 
-def apply_plan(model: nn.Module, plan: Plan, *, train_head: bool | None = None, **overrides: Any) -> Any:
+def apply_plan(
+    model: nn.Module,
+    plan: Plan,
+    *,
+    train_head: bool | None = None,
+    learning_rate: float | None = None,
+    **overrides: Any,
+) -> Any:
     """Wrap `model` with PEFT LoRA at the planned ranks, attach the planned shortcut modules
     (docs/shortcuts.md), and return the PeftModel. Trainable: LoRA A/B, shortcut A/B, and the head
     when it is trained.
@@ -30,7 +37,12 @@ def apply_plan(model: nn.Module, plan: Plan, *, train_head: bool | None = None, 
     Args:
         train_head: keep the task head trainable (`modules_to_save`). Defaults to the plan's
             choice (True for seq-cls).
+        learning_rate: the rate you will train at; with a gradient init (plan.init) a rate other
+            than plan.recommended_learning_rate, or none, gives a LearningRateWarning.
         overrides: extra LoraConfig fields, e.g. lora_dropout=0.1.
+
+    A plan with an `init` section also gets its A/B tensors and, for the lora_ga variant, the base
+    correction W -= scaling * B @ A (docs/plan-format.md); every A and B is checked against the file.
     """
     from peft import get_peft_model
 
@@ -47,13 +59,16 @@ def apply_plan(model: nn.Module, plan: Plan, *, train_head: bool | None = None, 
         overrides.setdefault("modules_to_save", None)
     peft_model = get_peft_model(model, plan.to_lora_config(**overrides))
     verify_applied(peft_model, plan)
+    if plan.init is not None:  # gradient init (heterolora/init_apply.py)
+        apply_init(peft_model, plan)
+        check_learning_rate(learning_rate, plan, stacklevel=2)
     if train_head is False:  # PEFT adds a SEQ_CLS model's classifier to modules_to_save by itself
         for name, p in peft_model.named_parameters():
             if "modules_to_save" in name:
                 p.requires_grad_(False)
     # After PEFT: it freezes every parameter it does not own, and the new ones start trainable.
     attach_shortcuts(peft_model.get_base_model(), plan)
-    object.__setattr__(peft_model, _PLAN_ATTR, plan)
+    object.__setattr__(peft_model, PLAN_ATTR, plan)
     return peft_model
 
 
@@ -65,7 +80,7 @@ def save_adapted(peft_model: Any, directory: str | Path, plan: Plan | None = Non
     """
     from safetensors.torch import save_file
 
-    plan = plan or getattr(peft_model, _PLAN_ATTR, None)
+    plan = plan or getattr(peft_model, PLAN_ATTR, None)
     if plan is None:
         raise PlanError("no plan attached to this model; pass plan=", field="plan")
     directory = Path(directory)
@@ -78,19 +93,21 @@ def save_adapted(peft_model: Any, directory: str | Path, plan: Plan | None = Non
 def load_adapted(model: nn.Module, directory: str | Path, *, is_trainable: bool = False) -> Any:
     """Rebuild what `save_adapted` wrote on a fresh copy of the base `model`."""
     from peft import PeftModel
-    from safetensors.torch import load_file
+    from safetensors.torch import load, load_file
 
     directory = Path(directory)
     plan = Plan.load(directory / PLAN_FILE)
     check_plan_layout(model, plan)
     peft_model = PeftModel.from_pretrained(model, directory, is_trainable=is_trainable)
     verify_applied(peft_model, plan)
+    if plan.init is not None and plan.init.base_correction and plan.init_data is not None:
+        correct_base(peft_model, load(plan.init_data))  # the base the adapter was trained on
     base = peft_model.get_base_model()
     attach_shortcuts(base, plan)
     load_shortcut_weights(base, load_file(directory / SHORTCUTS_FILE))
     for p in shortcut_parameters(base):
         p.requires_grad_(is_trainable)
-    object.__setattr__(peft_model, _PLAN_ATTR, plan)
+    object.__setattr__(peft_model, PLAN_ATTR, plan)
     return peft_model
 
 

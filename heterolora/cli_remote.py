@@ -70,7 +70,7 @@ def plan_on_server(
         # For `heterolora show JOB_ID --server`; tqdm.write keeps the progress bar intact.
         tqdm.write(f"job {job.job_id} on {server}", file=sys.stderr)
         job = follow(client, job, progress, timeout)
-    return finished_plan(job)
+        return client.fetch_init(job.job_id, finished_plan(job))  # init="gradient": its verified file
 
 
 def follow(client: Client, job: JobStatus, progress: ProgressFn, timeout: float) -> JobStatus:
@@ -113,6 +113,8 @@ def show_job(server: str, api_key_env: str, job_id: str, out: str | None, *, req
     try:
         with Client(server_url(server), api_key=api_key_from(api_key_env)) as client:
             job = client.job(job_id)
+            if out and job.plan is not None:  # Plan.save writes an init's file too: fetch it
+                job.plan = client.fetch_init(job.job_id, job.plan)
     except HeteroLoraError as exc:
         raise click.ClickException(exc.message) from None
     if job.status in ("failed", "cancelled"):

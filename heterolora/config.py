@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from heterolora.errors import BudgetError, ConfigError
+from heterolora.init_format import DEFAULT_INIT_VARIANT
 
 # The vocabulary: every name and default is defined here once; Literals, the CLI's choices, the
 # HTTP schema and the dynamic variant derive from these.
@@ -195,6 +196,18 @@ class AllocationConfig(_Strict):
     gradient_checkpointing: bool = Field(
         default=False,
         description="Recompute layer internals during scoring's backward passes (less memory, more time).",
+    )
+    # ---- gradient init (issue 14; heterolora/gradient_init.py) ----
+    init: Literal["zero", "gradient"] = Field(
+        default="zero",
+        description="LoRA A/B init: zero (standard LoRA, B = 0) or gradient (from the scoring gradients).",
+    )
+    init_variant: Literal["lora_ga", "gora"] = Field(
+        default=DEFAULT_INIT_VARIANT,
+        description="Gradient init: gora (base untouched) or lora_ga (function-preserving).",
+    )
+    learning_rate: float | None = Field(
+        default=None, gt=0, le=1, description="Learning rate the init is built for (default: gora 3e-3, lora_ga 1e-3)."
     )
 
     @field_validator("rank_set")

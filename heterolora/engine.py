@@ -21,7 +21,8 @@ from heterolora.config import (
     ParamsBudget,
     budget_kind,
 )
-from heterolora.errors import BudgetError, DataError
+from heterolora.errors import BudgetError, ConfigError, DataError
+from heterolora.gradient_init import attach_init, build_init, factors_for, lora_site_grads, plan_sites
 from heterolora.plans import BudgetInfo, ModuleEntry, Plan
 from heterolora.proxies import get_proxy
 from heterolora.proxies.context import Progress, ProxyContext, batch_loss
@@ -125,12 +126,13 @@ class SiteScores:
     scoring_s: float
     scoring: str = "exact"  # the resolved mode: "exact" or "stream"
     passes: int = 1  # passes over the batches (streamed snip: one per group of sites)
+    grads: dict[str, torch.Tensor] | None = None  # LoRA sites' summed dL/dW, for init="gradient" only
 
 
 def score_key(config: AllocationConfig) -> str:
     """The options that change raw scores; plans that agree on them can share one SiteScores."""
     fields = {"task", "proxy", "seed", "num_batches", "batch_size", "max_length", "head_warmup_steps"}
-    fields |= {"types", "layers", "shortcuts", "scoring", "scoring_memory_mb"}
+    fields |= {"types", "layers", "shortcuts", "scoring", "scoring_memory_mb", "init"}
     return json.dumps([config.model_dump(include=fields), _scoring_ranks(config)], sort_keys=True)
 
 
@@ -192,11 +194,13 @@ def score_sites(
     # Shortcut sites exist only while scoring, as zero probes (see heterolora/shortcuts/modules.py).
     with warmed_up_head(model, batches, config.head_warmup_steps, config.seed), scoring_probes(model, sc_sites):
         raw = spec.fn(ctx)
+        # Gradient init keeps the scoring pass's gradients (no second backward for gradient proxies).
+        grads = lora_site_grads(ctx, sites) if config.init == "gradient" else None
     scores = [v[-1] if isinstance(v, list) else v for v in raw.values()]
     if not all(math.isfinite(x) for x in scores):
         raise DataError(f"proxy {config.proxy!r} produced non-finite scores on this sample", field="proxy")
     elapsed = time.perf_counter() - start
-    return SiteScores(sites, sc_sites, raw, ranks, len(batches), elapsed, ctx.scoring, ctx.passes)
+    return SiteScores(sites, sc_sites, raw, ranks, len(batches), elapsed, ctx.scoring, ctx.passes, grads)
 
 
 def choose(scored: SiteScores, config: AllocationConfig, limit: int) -> dict[str, int]:
@@ -284,7 +288,27 @@ def compute_plan(
         shortcuts=shortcut_section(model, config, len(scored.shortcut_sites)) if scored.shortcut_sites else None,
         timings=_timings(scored, t0, computed_here),
     )
+    if config.init == "gradient":  # issue 14: the plan carries its A/B init
+        plan = _with_gradient_init(plan, scored, config)
     progress(1.0, "done")
+    return plan
+
+
+def _with_gradient_init(plan: Plan, scored: SiteScores, config: AllocationConfig) -> Plan:
+    if scored.grads is None:
+        raise ConfigError("these scores were computed without init='gradient'; score again", field="init")
+    t0 = time.perf_counter()
+    sites = plan_sites(plan)  # SVDs only for the allocated sites, 2r triplets each
+    artifact = build_init(
+        factors_for(scored.grads, sites, num_batches=scored.batches, seed=config.seed),
+        sites,
+        variant=config.init_variant,
+        seed=config.seed,
+        learning_rate=config.learning_rate,
+    )
+    plan = attach_init(plan, artifact)
+    plan.timings = {**plan.timings, "init_s": round(time.perf_counter() - t0, 4)}
+    plan.timings["total_s"] = round(plan.timings["total_s"] + plan.timings["init_s"], 4)
     return plan
 
 

@@ -40,17 +40,20 @@ ERROR_CODES: dict[str, tuple[int, Kind]] = {
     "idempotency_key_reused": (409, "conflict"),
     "job_finished": (409, "conflict"),
     "job_not_finished": (409, "conflict"),
+    "artifact_not_found": (404, "not_found"),
     # load
     "rate_limited": (429, "rate_limited"),
     "queue_full": (429, "rate_limited"),
     "service_unavailable": (503, "unavailable"),
     "broker_unavailable": (503, "unavailable"),
     "no_workers": (503, "unavailable"),
+    "artifact_corrupt": (503, "unavailable"),
     "internal_error": (500, "internal"),
     # how a job can end besides its input's codes above
     "timeout": (0, "internal"),
     "cancelled": (0, "conflict"),
     "worker_lost": (0, "internal"),
+    "artifact_too_large": (0, "internal"),
 }
 
 

@@ -11,12 +11,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from heterolora._version import __version__
 from heterolora.config import LORA_TYPES, SHORTCUT_TYPES, TASK_TYPES, BudgetKind
+from heterolora.errors import PlanError
+from heterolora.init_format import InitInfo, verify_artifact
 
-SCHEMA_VERSION = "1.1"  # 1.1 added `labels`; a 1.0 plan (no labels) still loads
+SCHEMA_VERSION = "1.2"  # 1.1 added `labels`, 1.2 `init`; 1.0 and 1.1 plans still load
+PLAN_ATTR = "heterolora_plan"  # where apply_plan / load_adapted keep the plan on a model
 
 
 class _Model(BaseModel):
@@ -114,6 +117,28 @@ class Plan(_Model):
         description="Machine-readable shortcut section (placement, alpha); see docs/shortcuts.md.",
     )
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds per phase.")
+    # ---- gradient init (issue 14; heterolora/gradient_init.py): section + tensor file bytes ----
+    init: InitInfo | None = Field(default=None, description="LoRA A/B init carried by the plan (plan-format.md).")
+    _init_data: bytes | None = PrivateAttr(default=None)
+
+    @property
+    def init_data(self) -> bytes | None:
+        """The init tensor file (safetensors bytes), verified against `init`; None for zero init."""
+        return self._init_data
+
+    def attach_init_data(self, data: bytes) -> Plan:
+        """Keep the tensor file with the plan after checking it against the `init` section."""
+        if self.init is None:
+            raise ValueError("this plan has no init section")
+        self._init_data = verify_artifact(data, self.init)
+        return self
+
+    @property
+    def recommended_learning_rate(self) -> float | None:
+        """The learning rate the plan's init was built for (None: standard init, no advice)."""
+        if self.init is not None:
+            return self.init.recommended_learning_rate
+        return self.settings.get("learning_rate")
 
     @classmethod
     def build(
@@ -132,7 +157,8 @@ class Plan(_Model):
         **extra: Any,
     ) -> Plan:
         """A plan stamped with this version and time, its PEFT kwargs derived from `modules`.
-        `extra`: the optional sections (labels, shortcuts, timings)."""
+        `extra`: the optional sections (labels, shortcuts, timings, init; the engine adds a gradient
+        init after allocation, with its tensor file: heterolora.gradient_init.attach_init)."""
         return cls(
             heterolora_version=__version__,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -173,21 +199,37 @@ class Plan(_Model):
 
     def fingerprint(self) -> dict[str, Any]:
         """The plan without timestamps and timings: equal for equal inputs and seed."""
-        return self.model_dump(exclude={"created_at", "timings"})
+        # init.file is where Plan.save put the tensors, not part of the plan (its sha256 is).
+        return self.model_dump(exclude={"created_at": True, "timings": True, "init": {"file"}})
 
     # ---- I/O ---------------------------------------------------------------------------
     def to_json(self, indent: int | None = 2) -> str:
         return self.model_dump_json(indent=indent)
 
     def save(self, path: str | Path) -> Path:
+        """Write the JSON; with an init, also its tensor file next to it (`<stem>.safetensors`)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json() + "\n")
+        plan = self
+        if self.init is not None:
+            if self._init_data is None:
+                raise ValueError("plan has an init section but no tensor data; attach_init_data first")
+            plan = self.model_copy(update={"init": self.init.model_copy(update={"file": f"{path.stem}.safetensors"})})
+            (path.parent / plan.init.file).write_bytes(self._init_data)
+        path.write_text(plan.to_json() + "\n")
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> Plan:
-        return cls.model_validate_json(Path(path).read_text())
+        """Read the JSON and, with an init, its tensor file (sha256-verified; PlanError if not)."""
+        path = Path(path)
+        plan = cls.model_validate_json(path.read_text())
+        if plan.init is not None:
+            tensor_file = path.parent / plan.init.file
+            if not tensor_file.is_file():
+                raise PlanError(f"the plan's init tensor file {tensor_file} is missing", field="init.file")
+            plan._init_data = verify_artifact(tensor_file.read_bytes(), plan.init, str(tensor_file))
+        return plan
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
@@ -260,3 +302,11 @@ def rank_table(plan: Plan) -> str:
         f"max rank {plan.max_rank}, proxy {plan.proxy}"
     )
     return "\n".join(lines)
+
+
+def plan_of(peft_model: Any) -> Plan:
+    """The plan `apply_plan` / `load_adapted` attached to a model."""
+    plan = getattr(peft_model, PLAN_ATTR, None)
+    if plan is None:
+        raise PlanError("no plan attached to this model; pass the Plan", field="plan")
+    return plan

@@ -17,6 +17,7 @@ import redis
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from heterolora.schemas import AllocateRequest
+from service.artifacts import ArtifactStore
 from service.errors import Unavailable
 from service.jobs import JobQueue, Limits, internal_error
 from service.logs import event
@@ -64,6 +65,7 @@ class CeleryJobQueue(JobQueue):
         super().__init__(RedisStore(redis_url, settings.result_ttl_s, settings.redis_timeout_s), limits)
         self.url = redis_url
         self.celery = make_celery(WorkerSettings(redis_url=redis_url, result_ttl_s=settings.result_ttl_s))
+        self.artifacts = ArtifactStore.for_redis(redis_url, settings.result_ttl_s)  # init files (issue 14)
 
     def _unavailable(self, what: str) -> Unavailable:
         # Clients learn that Redis is down; where it runs goes to the log only.

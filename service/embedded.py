@@ -10,6 +10,7 @@ from dataclasses import asdict
 from typing import Any
 
 from heterolora.schemas import AllocateRequest
+from service.artifacts import ArtifactStore
 from service.jobs import JobQueue, Limits, internal_error
 from service.records import JobError, JobRecord, RunState, job_key, now
 from service.settings import Settings, WorkerSettings
@@ -25,6 +26,7 @@ class EmbeddedJobQueue(JobQueue):
         self._cache: Any = None
         self._waiting = 0
         self._lock = threading.Lock()
+        self.artifacts = ArtifactStore.in_memory(settings.result_ttl_s)  # init files (issue 14)
 
     def _start(self, job_id: str, request: AllocateRequest) -> None:
         with self._lock:
@@ -82,6 +84,7 @@ class EmbeddedJobQueue(JobQueue):
                 report=report,
                 key_name=record.key_name,
                 created_at=record.created_at,
+                artifacts=self.artifacts,
                 enforce_soft_limit=True,
             )
         except JobCancelled:

@@ -20,6 +20,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from heterolora.errors import HeteroLoraError
 from heterolora.runner import JobCancelled, ModelCache, run_request
 from heterolora.schemas import AllocateRequest
+from service.artifacts import ArtifactStore, ArtifactTooLarge
 from service.errors import Unavailable
 from service.logs import event
 from service.records import JobError, cancel_key
@@ -106,9 +107,12 @@ def run_job(
     report: Report,
     key_name: str,
     created_at: str | None,
+    artifacts: ArtifactStore,
     enforce_soft_limit: bool = False,
 ) -> dict[str, Any]:
-    """The plan as JSON. Raises JobCancelled, JobError, or a TRANSIENT_ERRORS for a retry."""
+    """The plan as JSON; a plan with a gradient init also leaves its tensor file in `artifacts`
+    (served by GET /jobs/{id}/adapter.safetensors). Raises JobCancelled, JobError, or a
+    TRANSIENT_ERRORS for a retry."""
     stats = JobStats(store)
     started = time.monotonic()
     queued = _queue_seconds(created_at)
@@ -121,11 +125,16 @@ def run_job(
     status, code = "failed", "internal_error"
     try:
         plan = run_request(request, cache=cache, device=settings.device, dtype=settings.dtype, progress=progress)
+        if plan.init_data is not None:  # the file the plan's init.sha256 names (issue 14)
+            artifacts.put(job_id, plan.init_data)
         status, code = "succeeded", ""
         return plan.model_dump(mode="json")
     except JobCancelled:
         status, code = "cancelled", "cancelled"
         raise
+    except ArtifactTooLarge as exc:
+        code = "artifact_too_large"
+        raise JobError(code, str(exc), "init") from None
     except HeteroLoraError as exc:
         code = exc.code
         raise JobError(exc.code, scrub_paths(exc.message, request.model_id), exc.field) from None

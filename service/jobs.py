@@ -20,6 +20,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from heterolora.schemas import AllocateRequest, ErrorInfo, JobStatus, Progress
+from service.artifacts import ArtifactStore
 from service.errors import Conflict, JobNotFound, TooManyRequests, Unavailable
 from service.records import (
     ANONYMOUS,
@@ -59,6 +60,8 @@ def internal_error(exc: BaseException) -> dict[str, str]:
 
 
 class JobQueue(ABC):
+    artifacts: ArtifactStore  # a job's init tensor file (issue 14), set by each backend
+
     def __init__(self, store: Store, limits: Limits | None = None) -> None:
         self.store = store
         self.limits = limits or Limits()

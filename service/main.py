@@ -15,7 +15,7 @@ from service.jobs import JobQueue
 from service.metrics import RequestMetrics
 from service.metrics import router as metrics_router
 from service.middleware import BodySizeLimit
-from service.routes import allocate, health, jobs
+from service.routes import allocate, artifacts, health, jobs
 from service.settings import Settings, get_settings
 
 DESCRIPTION = """Plan heterogeneous LoRA ranks with zero-cost proxies.
@@ -65,7 +65,7 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, limit=lambda: current_settings(app).max_body_bytes)
     app.add_middleware(RequestMetrics)  # outermost: counts 413s and 401s too
-    for router in (allocate.router, jobs.router, health.router, metrics_router):
+    for router in (allocate.router, jobs.router, artifacts.router, health.router, metrics_router):
         app.include_router(router)
     return app
 

@@ -8,6 +8,7 @@ Keys (all expire; see the settings for how long):
     heterolora:request:{tenant}:{sha256}    identical request of one API key -> job id
     heterolora:idem:{sha256(tenant, key)}   Idempotency-Key of one API key -> "job_id fingerprint"
     heterolora:samples:{sha256}             one sample set, shared by every job that uses it
+    heterolora:artifact:{id}                a job's init tensor file, or "file:<name>" in HETEROLORA_ARTIFACT_DIR
     heterolora:rate:{tenant}:{window}       submissions of one API key in one rate window
     heterolora:stats:counters               hash: job counters, exported by GET /metrics
     heterolora:stats:seconds:{name}         hash: a histogram of durations (bucket -> count, sum, count)
@@ -59,6 +60,10 @@ def idempotency_key(tenant: str, key: str) -> str:
 
 def samples_key(samples_hash: str) -> str:
     return f"{PREFIX}samples:{samples_hash}"
+
+
+def artifact_key(job_id: str) -> str:
+    return f"{PREFIX}artifact:{job_id}"
 
 
 def rate_key(tenant: str, window: int) -> str:

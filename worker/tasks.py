@@ -21,6 +21,7 @@ from heterolora.errors import HeteroLoraError
 from heterolora.runner import JobCancelled, ModelCache, preload
 from heterolora.schemas import AllocateRequest
 from service import logs
+from service.artifacts import ArtifactStore
 from service.execute import TRANSIENT_ERRORS, isolate_working_directory, run_job
 from service.records import ANONYMOUS, TASK_ALLOCATE, JobError, JobRecord, deliveries_key, job_key, now, samples_key
 from service.stats import JobStats
@@ -40,6 +41,12 @@ def model_cache() -> ModelCache:
 def job_store() -> RedisStore:
     settings = get_worker_settings()
     return RedisStore(settings.redis_url or "", settings.result_ttl_s, max(settings.redis_timeout_s, 5.0))
+
+
+@lru_cache(maxsize=1)
+def artifact_store() -> ArtifactStore:
+    settings = get_worker_settings()
+    return ArtifactStore.for_redis(settings.redis_url or "", settings.result_ttl_s)
 
 
 @worker_process_init.connect
@@ -114,6 +121,7 @@ def allocate(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
             report=report,
             key_name=record.key_name if record else ANONYMOUS,
             created_at=record.created_at if record else None,
+            artifacts=artifact_store(),
         )
     except JobCancelled:
         raise Ignore() from None  # the API already reports the job as cancelled

@@ -23,12 +23,14 @@ from heterolora.allocation import Item, allocate_ranks, scalar_curve
 from heterolora.apply import apply_plan
 from heterolora.config import PROXY_NAMES, AllocationConfig
 from heterolora.engine import compute_plan, resolve_limit
+from heterolora.gradient_init import init_for_plan
 from heterolora.plans import Plan, build_peft_kwargs
 from heterolora.search_space import discover
 
 ALL_TYPES = ["q", "k", "v", "o", "up", "down"]
 BUDGET = {"like": {"r": 2, "types": ALL_TYPES}}  # 82,944 LoRA parameters on MiniLM
 KINDS = ("baseline", "heterolora", "init", "control", "peer", "shortcut", "dynamic")
+INIT_OPTIONS = ("init", "init_variant", "learning_rate")  # AllocationConfig's gradient-init fields
 INIT_ARMS = ("heterolora_init", "uniform_all_init")  # need AllocationConfig(init="gradient")
 ROUND3_ARMS = ("uniform_all", "heterolora", *INIT_ARMS, "peft_lora_ga", "dynamic", "random")  # issue 15's arms 1-7
 
@@ -156,7 +158,12 @@ def arm_plan(spec: ArmSpec, model: nn.Module, scoring: list[dict[str, torch.Tens
     if name == "uniform_qv_r8":
         return with_ranks(template_plan(model, seed), uniform_ranks(model, ["q", "v"], 8), "uniform")
     if name in ("uniform_all", "uniform_all_init"):
-        return with_ranks(template_plan(model, seed, **options), uniform_ranks(model, ALL_TYPES, 2), "uniform")
+        init = {k: options.pop(k) for k in INIT_OPTIONS if k in options}
+        plan = with_ranks(template_plan(model, seed, **options), uniform_ranks(model, ALL_TYPES, 2), "uniform")
+        if name == "uniform_all_init":  # the init of these ranks, from the arm's scoring batches
+            init.pop("init")
+            plan = init_for_plan(model, scoring, plan, **{k.removeprefix("init_"): v for k, v in init.items()})
+        return plan
     if name == "random":
         return with_ranks(template_plan(model, seed), random_ranks(model, AllocationConfig(**options), seed), "random")
     budget: dict[str, Any] = BUDGET

@@ -114,7 +114,15 @@ class Client:
             job = self.job(job.job_id)
         if job.status != "succeeded" or job.plan is None:
             raise JobFailed(job)
-        return job.plan
+        return self.fetch_init(job.job_id, job.plan)  # init="gradient": download + verify its file
+
+    def fetch_init(self, job_id: str, plan: Plan) -> Plan:
+        """Attach the job's init file to `plan` after checking its size and sha256 against plan.init
+        (heterolora.errors.PlanError when they differ: a changed or foreign file is never used)."""
+        if plan.init is None:
+            return plan
+        response = self._request("GET", f"/jobs/{job_id}/adapter.safetensors")
+        return plan.attach_init_data(response.content)
 
     # ---- transport -------------------------------------------------------------------------
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner, Result
 
 from devtools.stack import API_KEY, REPO, Api
@@ -78,14 +79,11 @@ def test_pipeline_step_against_a_running_service(
 def test_cli_plan_on_server_writes_the_local_plan_file(
     embedded_api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import torch
-
-    # The server runs one thread (OMP_NUM_THREADS=1 in devtools.stack); float sums, and so the
-    # scores' last bits, depend on the thread count, so the local run uses one thread too.
+    # As the server runs: on the CPU with one thread (OMP_NUM_THREADS=1), so sums add up in its order.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        local = cli("plan", *FAST, "--device", "cpu", "--out", str(tmp_path / "local.json"))  # as the server runs
+        local = cli("plan", *FAST, "--device", "cpu", "--out", str(tmp_path / "local.json"))
     finally:
         torch.set_num_threads(threads)
     assert local.exit_code == 0, local.output

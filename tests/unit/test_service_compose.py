@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from heterolora.cli import main
+from service.artifacts import ArtifactSettings
 from service.settings import Settings
 from worker.settings import WorkerSettings
 
@@ -22,7 +23,7 @@ SERVICES = COMPOSE["services"]
 
 
 def env_names() -> set[str]:
-    fields = set(Settings.model_fields) | set(WorkerSettings.model_fields)
+    fields = set(Settings.model_fields) | set(WorkerSettings.model_fields) | set(ArtifactSettings.model_fields)
     names = {f"HETEROLORA_{name.upper()}" for name in fields}
     for command in main.commands.values():
         names |= {p.envvar for p in command.params if isinstance(getattr(p, "envvar", None), str)}

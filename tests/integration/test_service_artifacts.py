@@ -1,0 +1,116 @@
+"""Init artifacts through the service (issue 14): the worker stores the file, the API serves it
+with ETag = sha256, the SDK downloads and verifies it; small files in Redis, large ones on disk."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from safetensors.torch import load
+
+from devtools.stack import API_KEY, OTHER_KEY, Api, RedisServer, Stack, env_for, wait_job
+from heterolora.cli import main
+from heterolora.client import Client
+from heterolora.init_format import sha256_hex
+from heterolora.plans import Plan
+from heterolora.samples import builtin_sample
+from service.artifacts import ArtifactSettings, ArtifactStore, ArtifactTooLarge
+
+pytestmark = pytest.mark.integration
+pytest_plugins = ("stack_fixtures", "embedded_api")  # fixtures: stack, model_root, embedded_api
+OPTIONS = {"num_batches": 2, "batch_size": 4, "max_length": 48}
+
+
+def _request(model_id: str, **extra: object) -> dict:
+    return {"model_id": model_id, "samples": builtin_sample()[:16], "budget": {"trainable_params": 3000}} | (
+        OPTIONS | extra
+    )
+
+
+def test_worker_stores_and_api_serves_the_init_file(stack: Stack) -> None:
+    with Client(stack.api.url, api_key=API_KEY) as client:
+        plan = client.plan(stack.tiny, builtin_sample()[:16], {"trainable_params": 3000}, init="gradient", **OPTIONS)
+    assert plan.init is not None and plan.init_data is not None
+    assert sha256_hex(plan.init_data) == plan.init.sha256 and len(load(plan.init_data)) == 2 * plan.init.modules
+
+    with stack.api.client() as http:
+        job_id = http.post("/allocate", json=_request(stack.tiny, init="gradient")).json()["job_id"]
+        job = wait_job(http, job_id)
+        got = http.get(f"/jobs/{job_id}/adapter.safetensors")
+        assert got.status_code == 200 and got.headers["etag"] == f'"{job["plan"]["init"]["sha256"]}"'
+        assert got.content == plan.init_data  # same request, same bytes
+        again = http.get(f"/jobs/{job_id}/adapter.safetensors", headers={"If-None-Match": got.headers["etag"]})
+        assert again.status_code == 304 and not again.content
+        # A plan without init has no file; an unknown job is a 404 like GET /jobs/{id}.
+        zero = wait_job(http, http.post("/allocate", json=_request(stack.tiny)).json()["job_id"])
+        none = http.get(f"/jobs/{zero['job_id']}/adapter.safetensors")
+        assert none.status_code == 404 and none.json()["error"]["code"] == "artifact_not_found"
+        assert http.get("/jobs/0123456789abcdef/adapter.safetensors").status_code == 404
+    anon = httpx.get(f"{stack.api.url}/jobs/{job_id}/adapter.safetensors")
+    assert anon.status_code == 401
+    with stack.api.client(OTHER_KEY) as other:  # another API key's job is a 404, as for GET /jobs/{id}
+        foreign = other.get(f"/jobs/{job_id}/adapter.safetensors")
+        assert foreign.status_code == 404 and foreign.json()["error"]["code"] == "job_not_found"
+
+
+def test_large_files_go_to_the_directory_with_the_job_ttl(tmp_path: Path) -> None:
+    redis = RedisServer(tmp_path).start()
+    try:
+        settings = ArtifactSettings(artifact_dir=tmp_path / "artifacts", artifact_inline_max_bytes=10)
+        store = ArtifactStore(ArtifactStore.for_redis(redis.url, 60).kv, 60, settings)
+        assert store.put("small", b"0123456789") == "redis"
+        assert store.put("large", b"x" * 11) == "dir"
+        assert store.get("small") == b"0123456789" and store.get("large") == b"x" * 11
+        assert (tmp_path / "artifacts" / "large.safetensors").read_bytes() == b"x" * 11
+        assert store.kv.client.ttl(store.key("large")) > 0  # the marker expires with the job
+        assert store.get("unknown") is None
+        with pytest.raises(ArtifactTooLarge, match="HETEROLORA_ARTIFACT_DIR"):
+            ArtifactStore(store.kv, 60, ArtifactSettings(artifact_inline_max_bytes=10)).put("big", b"y" * 11)
+        with pytest.raises(ValueError, match="bad job id"):
+            store.put("../escape", b"z")
+    finally:
+        redis.stop()
+
+
+@pytest.fixture()
+def embedded_on_disk(tmp_path: Path, model_root: Path) -> Iterator[tuple[Api, Path]]:
+    folder = tmp_path / "artifacts"
+    env = env_for(None, model_root, HETEROLORA_ARTIFACT_DIR=str(folder), HETEROLORA_ARTIFACT_INLINE_MAX_BYTES="0")
+    api = Api(env, tmp_path / "api.log").start()
+    yield api, folder
+    api.stop()
+
+
+def test_embedded_mode_serves_from_the_directory_and_refuses_a_changed_file(
+    embedded_on_disk: tuple[Api, Path], model_root: Path
+) -> None:
+    api, folder = embedded_on_disk
+    with api.client() as http:
+        job = wait_job(
+            http, http.post("/allocate", json=_request(str(model_root / "tiny-bert"), init="gradient")).json()["job_id"]
+        )
+        path = folder / f"{job['job_id']}.safetensors"
+        served = http.get(f"/jobs/{job['job_id']}/adapter.safetensors")
+        assert served.status_code == 200 and served.content == path.read_bytes()
+        path.write_bytes(served.content[:-1] + bytes([served.content[-1] ^ 1]))
+        broken = http.get(f"/jobs/{job['job_id']}/adapter.safetensors")
+        assert broken.status_code == 503 and broken.json()["error"]["code"] == "artifact_corrupt"
+
+
+def test_cli_plan_and_show_on_server_save_the_verified_init_file(
+    embedded_api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIPELINE_KEY", API_KEY)
+    server = ["--server", embedded_api.url, "--api-key-env", "PIPELINE_KEY"]
+    fast = ["--num-batches", "2", "--batch-size", "4", "--budget-params", "30000", "--init", "gradient"]
+    remote = CliRunner().invoke(main, ["plan", *fast, *server, "--out", str(tmp_path / "remote.json")])
+    assert remote.exit_code == 0, remote.output
+    plan = Plan.load(tmp_path / "remote.json")  # sha256-checked against remote.safetensors
+    assert plan.init is not None and plan.init_data == (tmp_path / "remote.safetensors").read_bytes()
+    job_id = remote.stderr.split(f" on {embedded_api.url}")[0].rsplit("job ", 1)[1]
+    shown = CliRunner().invoke(main, ["show", job_id, *server, "--out", str(tmp_path / "job.json")])
+    assert shown.exit_code == 0, shown.output
+    assert Plan.load(tmp_path / "job.json").init_data == plan.init_data
