@@ -19,7 +19,9 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # run as a script (python benchmarks/gpu_check.py): the repo root, not tests/
+
+from benchmarks.perf.memory_model import llama_config  # noqa: E402
 
 SHAPES = {  # ~1.3B and ~2.7B LLaMA-shaped models (vocab 32000)
     "1b": {"vocab": 32000, "hidden": 2048, "intermediate": 5632, "layers": 22, "heads": 16},
@@ -30,16 +32,7 @@ SHAPES = {  # ~1.3B and ~2.7B LLaMA-shaped models (vocab 32000)
 def build(shape: dict[str, int], dtype: torch.dtype) -> torch.nn.Module:
     import transformers as T
 
-    cfg = T.LlamaConfig(
-        vocab_size=shape["vocab"],
-        hidden_size=shape["hidden"],
-        intermediate_size=shape["intermediate"],
-        num_hidden_layers=shape["layers"],
-        num_attention_heads=shape["heads"],
-        num_key_value_heads=shape["heads"],
-        max_position_embeddings=2048,
-        pad_token_id=0,
-    )
+    cfg = llama_config(shape, 2048)
     torch.manual_seed(0)
     with torch.device("cuda"):
         model = T.LlamaForCausalLM(cfg).to(dtype)

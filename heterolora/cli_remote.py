@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,8 +17,8 @@ import click
 import httpx
 from tqdm import tqdm
 
-from heterolora.client import Client, JobFailed, JobStatus, Timeout
-from heterolora.client._client import DEFAULT_JOB_TIMEOUT_S, POLL_FIRST_S, POLL_MAX_S
+from heterolora.client import Client, JobFailed, JobStatus
+from heterolora.client._client import DEFAULT_JOB_TIMEOUT_S
 from heterolora.errors import HeteroLoraError
 from heterolora.plans import Plan
 
@@ -74,19 +73,8 @@ def plan_on_server(
 
 
 def follow(client: Client, job: JobStatus, progress: ProgressFn, timeout: float) -> JobStatus:
-    """Poll the job (backing off as the SDK does), feeding its progress to `progress`."""
-    deadline = time.monotonic() + timeout
-    delay = POLL_FIRST_S
-    progress(job.progress.fraction, job.progress.phase)
-    while not job.done:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise Timeout(f"job {job.job_id} still {job.status} after {timeout:.0f}s", job=job)
-        time.sleep(min(delay, left))
-        delay = min(delay * 1.5, POLL_MAX_S)
-        job = client.job(job.job_id)
-        progress(job.progress.fraction, job.progress.phase)
-    return job
+    """The SDK's polling, feeding the job's progress to the local progress bar."""
+    return client.follow(job, timeout=timeout, on_progress=progress)
 
 
 def remote_samples(samples: list[dict[str, Any]] | None) -> list[dict[str, Any]]:

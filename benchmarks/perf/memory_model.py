@@ -31,6 +31,23 @@ ACTIVATION_COEF = {"llama": (11, 4), "bert": (12, 3)}  # (c_h, c_i), see the mod
 MB = 2**20
 
 
+def llama_config(shape: dict[str, int], max_positions: int, **extra: Any) -> Any:
+    """A transformers LlamaConfig of `shape` (the synthetic models this benchmark and gpu_check build)."""
+    import transformers as T
+
+    return T.LlamaConfig(
+        vocab_size=shape["vocab"],
+        hidden_size=shape["hidden"],
+        intermediate_size=shape["intermediate"],
+        num_hidden_layers=shape["layers"],
+        num_attention_heads=shape["heads"],
+        num_key_value_heads=shape["heads"],
+        max_position_embeddings=max_positions,
+        pad_token_id=0,
+        **extra,
+    )
+
+
 def check_model(model: Any) -> dict[str, Any]:
     """The shape figures the model needs, read from a loaded transformers model."""
     from heterolora.search_space import discover

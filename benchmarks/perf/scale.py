@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.perf.memory_model import LLAMA_SMALL, LLAMA_SYNTHETIC, check_model, predict
+from benchmarks.perf.memory_model import LLAMA_SMALL, LLAMA_SYNTHETIC, check_model, llama_config, predict
 from benchmarks.perf.scale_report import write_report
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,19 +45,7 @@ def save_synthetic_llama(folder: Path, shape: dict[str, int], seed: int = 0) -> 
 
     from heterolora.loading import embedded_model_path
 
-    cfg = T.LlamaConfig(
-        vocab_size=shape["vocab"],
-        hidden_size=shape["hidden"],
-        intermediate_size=shape["intermediate"],
-        num_hidden_layers=shape["layers"],
-        num_attention_heads=shape["heads"],
-        num_key_value_heads=shape["heads"],
-        max_position_embeddings=512,
-        pad_token_id=0,
-        bos_token_id=101,
-        eos_token_id=102,
-        tie_word_embeddings=False,
-    )
+    cfg = llama_config(shape, 512, bos_token_id=101, eos_token_id=102, tie_word_embeddings=False)
     torch.manual_seed(seed)
     with torch.device("meta"):
         model = T.LlamaForCausalLM(cfg)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -102,9 +103,19 @@ class Client:
         """Submit and wait: the Plan for `model_id` on `samples` within `budget`."""
         return self._finish(self.submit(model_id, samples, budget, **options), timeout)
 
-    def _finish(self, job: JobStatus, timeout: float) -> Plan:
+    def follow(
+        self,
+        job: JobStatus,
+        *,
+        timeout: float = DEFAULT_JOB_TIMEOUT_S,
+        on_progress: Callable[[float, str], None] | None = None,
+    ) -> JobStatus:
+        """Poll `job` until it ends (backing off from POLL_FIRST_S to POLL_MAX_S), calling
+        `on_progress(fraction, phase)` with each status seen. Raises Timeout."""
         deadline = time.monotonic() + timeout
         delay = POLL_FIRST_S
+        if on_progress:
+            on_progress(job.progress.fraction, job.progress.phase)
         while not job.done:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -112,6 +123,12 @@ class Client:
             time.sleep(min(delay, left))
             delay = min(delay * 1.5, POLL_MAX_S)
             job = self.job(job.job_id)
+            if on_progress:
+                on_progress(job.progress.fraction, job.progress.phase)
+        return job
+
+    def _finish(self, job: JobStatus, timeout: float) -> Plan:
+        job = self.follow(job, timeout=timeout)
         if job.status != "succeeded" or job.plan is None:
             raise JobFailed(job)
         return self.fetch_init(job.job_id, job.plan)  # init="gradient": download + verify its file
