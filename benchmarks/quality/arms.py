@@ -31,7 +31,7 @@ ALL_TYPES = ["q", "k", "v", "o", "up", "down"]
 BUDGET = {"like": {"r": 2, "types": ALL_TYPES}}  # 82,944 LoRA parameters on MiniLM
 KINDS = ("baseline", "heterolora", "init", "control", "peer", "shortcut", "dynamic")
 INIT_OPTIONS = ("init", "init_variant", "learning_rate")  # AllocationConfig's gradient-init fields
-INIT_ARMS = ("heterolora_init", "uniform_all_init")  # need AllocationConfig(init="gradient")
+INIT_ARMS = ("heterolora_init", "uniform_all_init")  # plans with init="gradient" (heterolora/gradient_init.py)
 ROUND3_ARMS = ("uniform_all", "heterolora", *INIT_ARMS, "peft_lora_ga", "dynamic", "random")  # issue 15's arms 1-7
 
 # Learning rate per arm family (docs/quality.md, "Round 3 protocol"): the round-2 rate until the
@@ -97,16 +97,6 @@ def family_of(name: str) -> str:
     if kind == "peer":
         return "eva" if name == "eva" else "lora_ga"
     return FAMILY_OF_KIND.get(kind, kind)  # init, dynamic
-
-
-def unavailable(name: str) -> str | None:
-    """Why an arm cannot run with this heterolora, or None."""
-    if name in INIT_ARMS and "init" not in AllocationConfig.model_fields:
-        return (
-            f"arm {name} needs AllocationConfig(init='gradient') from the gradient-initialisation issue; "
-            "this heterolora has no `init` option yet"
-        )
-    return None
 
 
 def budget_limit(model: nn.Module) -> int:
@@ -180,8 +170,6 @@ def build_arm(
     spec: ArmSpec, model: nn.Module, scoring: list[dict[str, torch.Tensor]], seed: int
 ) -> tuple[Any, float, dict[str, int]]:
     """(PeftModel, planning seconds, rank per site) for one arm on a freshly loaded model."""
-    if reason := unavailable(spec.name):
-        raise RuntimeError(reason)
     if spec.name == "eva":
         return eva_arm(model, scoring, seed)
     if spec.name == "peft_lora_ga":

@@ -65,14 +65,3 @@ def test_quick_shipped_head_lora_ga_and_explicit_rate(tmp_path: Path) -> None:
     assert lora_ga["rank_by_type"] == {t: 12 for t in ("q", "k", "v", "o", "up", "down")}
     run = json.loads((tmp_path / "quality-runs" / "mrpc" / "peft_lora_ga__lr-0.001-s0.json").read_text())
     assert run["settings"]["head"] == "shipped" and run["settings"]["device"] in ("cpu", "cuda")
-
-
-def test_init_arms_fail_clearly_until_gradient_init_exists(tmp_path: Path) -> None:
-    from heterolora.config import AllocationConfig
-
-    if "init" in AllocationConfig.model_fields:
-        pytest.skip("AllocationConfig has init: the arm runs")
-    args = ["--quick", "--task", "mrpc", "--arms", "uniform_all,heterolora_init", "--out-dir", str(tmp_path)]
-    result = CliRunner().invoke(quality, args)
-    assert result.exit_code == 2 and "heterolora_init needs AllocationConfig(init='gradient')" in result.output
-    assert not (tmp_path / "quality-runs").exists()  # nothing ran
