@@ -31,15 +31,17 @@ def _reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
-def lora_steps(model: Any, batches: list[dict]) -> None:
-    """Uniform LoRA r = 8 on q and v (PEFT's usual default), AdamW, one step per batch, train mode."""
+def lora_steps(model: Any, batches: list[dict], config: Any = None) -> None:
+    """PEFT LoRA (`config`, default uniform r = 8 on q and v, PEFT's usual default), AdamW, one step
+    per batch, train mode."""
     import torch
     from peft import LoraConfig, get_peft_model
 
     from heterolora.search_space import discover, head_modules
 
-    targets = [c.name for c in discover(model, ["q", "v"])]
-    config = LoraConfig(r=8, lora_alpha=16, target_modules=targets, modules_to_save=head_modules(model))
+    if config is None:
+        targets = [c.name for c in discover(model, ["q", "v"])]
+        config = LoraConfig(r=8, lora_alpha=16, target_modules=targets, modules_to_save=head_modules(model))
     peft_model = get_peft_model(model, config)
     opt = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-4)
     peft_model.train()

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.perf.memory import lora_steps
 from benchmarks.perf.memory_model import LLAMA_SMALL, LLAMA_SYNTHETIC, check_model, llama_config, predict
 from benchmarks.perf.scale_report import write_report
 
@@ -95,7 +96,9 @@ def child(args: dict[str, Any]) -> dict[str, Any]:
         out["peft"] = plan.peft.model_dump(exclude_none=True)
         out["mode"], out["passes"] = plan.settings["scoring_mode"], plan.settings["scoring_passes"]
     elif args["variant"] == "train":
-        lora_step(model, batches[:1], args["peft"])
+        from peft import LoraConfig
+
+        lora_steps(model, batches[:1], LoraConfig(**args["peft"]))  # one step at the planned ranks
     else:  # plain: K forward+backward, every parameter trainable
         model.eval()
         for batch in batches:
@@ -105,20 +108,6 @@ def child(args: dict[str, Any]) -> dict[str, Any]:
     out |= {"imports_kb": imports_kb, "loaded_kb": loaded_kb, "peak_kb": _status_kb("VmHWM")}
     out["tokens_per_batch"] = int(batches[0]["input_ids"].numel())
     return out
-
-
-def lora_step(model: Any, batches: list[dict], peft_kwargs: dict[str, Any]) -> None:
-    """One PEFT LoRA training step at the planned ranks: forward, backward, AdamW step."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    peft_model = get_peft_model(model, LoraConfig(**peft_kwargs))
-    opt = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-4)
-    peft_model.train()
-    for batch in batches:
-        peft_model(**batch).loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
 
 
 def measure(variant: str, spec: dict[str, Any], **extra: Any) -> dict[str, Any]:
