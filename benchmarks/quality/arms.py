@@ -140,12 +140,17 @@ def template_plan(model: nn.Module, seed: int, **options: Any) -> Plan:
     return compute_plan(model, [], AllocationConfig(proxy="constant", budget=BUDGET, seed=seed, **options))
 
 
-def arm_plan(spec: ArmSpec, model: nn.Module, scoring: list[dict[str, torch.Tensor]], seed: int) -> Plan:
-    """The Plan an arm applies: the engine's plan for planned arms, engine-framed ranks for the others."""
+def arm_plan(
+    spec: ArmSpec, model: nn.Module, scoring: list[dict[str, torch.Tensor]], seed: int, lr: float | None = None
+) -> Plan:
+    """The Plan an arm applies: the engine's plan for planned arms, engine-framed ranks for the others.
+    `lr` is the rate the arm trains at: a gradient init is built for it (its step size depends on it)."""
     options = spec.config_options()
     name = spec.name
     if name in INIT_ARMS:  # the plan carries the init; apply_plan initialises from it (gradient-init issue)
         options["init"] = "gradient"
+        if lr is not None:
+            options.setdefault("learning_rate", lr)
     if name == "uniform_qv_r8":
         return with_ranks(template_plan(model, seed), uniform_ranks(model, ["q", "v"], 8), "uniform")
     if name in ("uniform_all", "uniform_all_init"):
@@ -168,9 +173,10 @@ def arm_plan(spec: ArmSpec, model: nn.Module, scoring: list[dict[str, torch.Tens
 
 
 def build_arm(
-    spec: ArmSpec, model: nn.Module, scoring: list[dict[str, torch.Tensor]], seed: int
+    spec: ArmSpec, model: nn.Module, scoring: list[dict[str, torch.Tensor]], seed: int, lr: float | None = None
 ) -> tuple[Any, float, dict[str, int]]:
-    """(PeftModel, planning seconds, rank per site) for one arm on a freshly loaded model."""
+    """(PeftModel, planning seconds, rank per site) for one arm on a freshly loaded model that will
+    train at `lr`."""
     if spec.name == "eva":
         return eva_arm(model, scoring, seed)
     if spec.name == "peft_lora_ga":
@@ -178,7 +184,7 @@ def build_arm(
     if spec.name == "dynamic":
         return dynamic_arm(model, scoring, seed, budget_limit(model), spec.config_options())
     t0 = time.perf_counter()
-    plan = arm_plan(spec, model, scoring, seed)
+    plan = arm_plan(spec, model, scoring, seed, lr)
     seconds = time.perf_counter() - t0
     torch.manual_seed(10_000 + seed)  # LoRA A init: the same stream in every arm
-    return apply_plan(model, plan), seconds, plan.ranks
+    return apply_plan(model, plan, learning_rate=lr), seconds, plan.ranks

@@ -149,7 +149,7 @@ def run_one(
         max_length=settings.max_length, seed=seed, labels={0: 0, 1: 1},
     )  # fmt: skip
     head_params = sum(p.numel() for n in head_modules(model) for p in model.get_submodule(n).parameters())
-    peft_model, plan_seconds, ranks = build_arm(spec, model, scoring, seed)
+    peft_model, plan_seconds, ranks = build_arm(spec, model, scoring, seed, settings.lr)
     train_data, held = encode(train_rows, tok, settings.max_length), encode(held_rows, tok, settings.max_length)
     result = train(peft_model, train_data, held, settings, seed, tok.pad_token_id)
     record = {

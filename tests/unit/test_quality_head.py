@@ -50,3 +50,18 @@ def test_arms_go_through_apply_plan_with_the_plan_head() -> None:
         assert lora == plan.budget.used <= limit
         if name == "uniform_all":
             assert set(ranks.values()) == {2} and len(ranks) == 12 and lora == limit  # r=2 on all 12 sites
+
+
+def test_init_arms_build_their_init_for_the_rate_they_train_at() -> None:
+    """The gradient init's step depends on the learning rate, so a rate sweep must rebuild the init
+    at each rate: both init arms record the arm's rate, and apply_plan sees it (no LearningRateWarning)."""
+    import warnings
+
+    from benchmarks.quality.arms import ArmSpec, build_arm
+    from heterolora.init_apply import LearningRateWarning
+
+    for name in ("heterolora_init", "uniform_all_init"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", LearningRateWarning)
+            peft_model, _, _ = build_arm(ArmSpec(name), tiny_model("bert"), random_batches(n=2), seed=0, lr=3e-4)
+        assert peft_model.heterolora_plan.recommended_learning_rate == 3e-4
