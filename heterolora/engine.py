@@ -22,7 +22,7 @@ from heterolora.config import (
     budget_kind,
 )
 from heterolora.errors import BudgetError, ConfigError, DataError
-from heterolora.gradient_init import attach_init, build_init, factors_for, lora_site_grads, plan_sites
+from heterolora.gradient_init import SiteFactors, attach_init, build_init, plan_sites, scoring_factors
 from heterolora.plans import BudgetInfo, ModuleEntry, Plan
 from heterolora.proxies import get_proxy
 from heterolora.proxies.context import Progress, ProxyContext, batch_loss
@@ -126,7 +126,8 @@ class SiteScores:
     scoring_s: float
     scoring: str = "exact"  # the resolved mode: "exact" or "stream"
     passes: int = 1  # passes over the batches (streamed snip: one per group of sites)
-    grads: dict[str, torch.Tensor] | None = None  # LoRA sites' summed dL/dW, for init="gradient" only
+    # init="gradient" only: each LoRA site's top 2·max(ranks) gradient singular triplets (not dense dL/dW)
+    factors: dict[str, SiteFactors] | None = None
 
 
 def score_key(config: AllocationConfig) -> str:
@@ -194,13 +195,13 @@ def score_sites(
     # Shortcut sites exist only while scoring, as zero probes (see heterolora/shortcuts/modules.py).
     with warmed_up_head(model, batches, config.head_warmup_steps, config.seed), scoring_probes(model, sc_sites):
         raw = spec.fn(ctx)
-        # Gradient init keeps the scoring pass's gradients (no second backward for gradient proxies).
-        grads = lora_site_grads(ctx, sites) if config.init == "gradient" else None
+        # Gradient init reads the scoring pass's gradients or sketches (no second pass for gradient proxies).
+        factors = scoring_factors(ctx, sites, 2 * max(ranks)) if config.init == "gradient" else None
     scores = [v[-1] if isinstance(v, list) else v for v in raw.values()]
     if not all(math.isfinite(x) for x in scores):
         raise DataError(f"proxy {config.proxy!r} produced non-finite scores on this sample", field="proxy")
     elapsed = time.perf_counter() - start
-    return SiteScores(sites, sc_sites, raw, ranks, len(batches), elapsed, ctx.scoring, ctx.passes, grads)
+    return SiteScores(sites, sc_sites, raw, ranks, len(batches), elapsed, ctx.scoring, ctx.passes, factors)
 
 
 def choose(scored: SiteScores, config: AllocationConfig, limit: int) -> dict[str, int]:
@@ -295,12 +296,12 @@ def compute_plan(
 
 
 def _with_gradient_init(plan: Plan, scored: SiteScores, config: AllocationConfig) -> Plan:
-    if scored.grads is None:
+    if scored.factors is None:
         raise ConfigError("these scores were computed without init='gradient'; score again", field="init")
     t0 = time.perf_counter()
-    sites = plan_sites(plan)  # SVDs only for the allocated sites, 2r triplets each
+    sites = plan_sites(plan)
     artifact = build_init(
-        factors_for(scored.grads, sites, num_batches=scored.batches, seed=config.seed),
+        scored.factors,
         sites,
         variant=config.init_variant,
         seed=config.seed,

@@ -11,8 +11,10 @@ Two variants (docs/plan-format.md, "Initialisation"):
   one gradient step of size lr restricted to A's row space (sqrt(d_in / r) restores the norm the
   projection removes). The base stays untouched; the step-0 function changes by exactly that step.
 
-The factors come from one function, `gradient_factors`, fed today with the exact accumulated
-gradients of the scoring pass (no second backward pass); a streaming sketch can replace its source.
+The factors come from the scoring pass itself (no second backward pass for a gradient proxy),
+through `scoring_factors`: in exact mode a seeded randomized SVD of the dense accumulated gradients
+(`gradient_factors`), in stream mode the top singular triplets of the low-rank sketches
+(heterolora/sketch.py), so a streamed plan never holds a dense base-weight gradient for its init.
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ from heterolora.init_format import (
     adapter_key,
     sha256_hex,
 )
+from heterolora.config import AllocationConfig
 from heterolora.plans import Plan
 from heterolora.proxies.context import ProxyContext
 from heterolora.search_space import Candidate, discover
+from heterolora.sketch import resolve_scoring
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,10 @@ class SiteFactors:
     S: torch.Tensor
     Vh: torch.Tensor
     num_batches: int
+
+    def truncated(self, k: int) -> SiteFactors:
+        """The top `k` triplets (all of them when there are fewer)."""
+        return SiteFactors(self.U[:, :k], self.S[:k], self.Vh[:k], self.num_batches)
 
 
 @dataclass(frozen=True)
@@ -78,27 +86,35 @@ def gradient_factors(
                 torch.manual_seed(seed)
                 u, s, v = torch.svd_lowrank(g, q=q, niter=4)
             vh = v.T
-        u, s, vh = u[:, :k], s[:k], vh[:k]
-        pivot = u.abs().argmax(dim=0)
-        sign = torch.sign(u[pivot, torch.arange(u.shape[1], device=u.device)])
-        sign[sign == 0] = 1
-        out[name] = SiteFactors(
-            (u * sign).cpu().contiguous(), s.cpu(), (vh * sign[:, None]).cpu().contiguous(), num_batches
-        )
+        out[name] = _canonical(u[:, :k], s[:k], vh[:k], num_batches)
     return out
 
 
-def lora_site_grads(ctx: ProxyContext, sites: list[Candidate]) -> dict[str, torch.Tensor]:
-    """The scoring pass's summed gradients of the LoRA sites (computed once, shared with the proxy)."""
-    grads = ctx.weight_grads()
-    return {c.name: grads[c.name] for c in sites}
+def _canonical(u: torch.Tensor, s: torch.Tensor, vh: torch.Tensor, num_batches: int) -> SiteFactors:
+    """Fixed signs (each column of u has its largest-magnitude entry positive), float32 on the CPU."""
+    pivot = u.abs().argmax(dim=0)
+    sign = torch.sign(u[pivot, torch.arange(u.shape[1], device=u.device)])
+    sign[sign == 0] = 1
+    u, vh = (u * sign).float().cpu().contiguous(), (vh * sign[:, None]).float().cpu().contiguous()
+    return SiteFactors(u, s.float().cpu(), vh, num_batches)
 
 
-def factors_for(
-    grads: Mapping[str, torch.Tensor], sites: list[InitSite], *, num_batches: int, seed: int
-) -> dict[str, SiteFactors]:
-    """2r triplets per site: LoRA-GA's B takes singular vectors r+1..2r."""
-    return gradient_factors(grads, {s.name: 2 * s.rank for s in sites}, num_batches=num_batches, seed=seed)
+def scoring_factors(ctx: ProxyContext, sites: list[Candidate], rank: int) -> dict[str, SiteFactors]:
+    """The top `rank` singular triplets of each site's gradient summed over the scoring batches,
+    shared with the proxy: exact mode SVDs the dense gradients of the shared pass; stream mode reads
+    the sketches (one more streamed pass if the proxy did not sketch), whose range sketch has
+    k = 2·max(ctx.ranks) + 1 columns, so at most k triplets come back."""
+    n = len(ctx.batches)
+    if ctx.scoring == "exact":
+        grads = ctx.weight_grads()
+        return gradient_factors({c.name: grads[c.name] for c in sites}, dict.fromkeys([c.name for c in sites], rank),
+                                num_batches=n, seed=ctx.seed)  # fmt: skip
+    sketched = ctx.sketches().sites
+    out = {}
+    for c in sites:
+        low = sketched[c.name].top(rank)
+        out[c.name] = _canonical(low.u, low.s, low.vh, n)
+    return out
 
 
 def lora_scaling(alpha: float, rank: int, use_rslora: bool) -> float:
@@ -178,7 +194,7 @@ def build_init(
         raise ValueError(f"no gradient factors for {len(missing)} LoRA modules, e.g. {missing[0]}")
     tensors: dict[str, torch.Tensor] = {}
     for site in sorted(sites, key=lambda s: s.name):
-        f = factors[site.name]
+        f = factors[site.name].truncated(2 * site.rank)  # LoRA-GA's B takes triplets r+1..2r; GoRA Ḡ at rank 2r
         if variant == "lora_ga":
             a, b = lora_ga_factors(f, site.rank)
         else:
@@ -238,8 +254,10 @@ def _one_pass_init(
 ) -> InitArtifact:
     names = {s.name for s in sites}
     cands = [c for c in discover(model) if c.name in names]
-    ctx = ProxyContext(model=model, batches=batches, candidates=cands, ranks=[1], seed=seed)
-    factors = factors_for(lora_site_grads(ctx, cands), sites, num_batches=len(batches), seed=seed)
+    r_max = max((s.rank for s in sites), default=1)
+    scoring = resolve_scoring("auto", cands, AllocationConfig.model_fields["scoring_memory_mb"].default)
+    ctx = ProxyContext(model=model, batches=batches, candidates=cands, ranks=[r_max], seed=seed, scoring=scoring)
+    factors = scoring_factors(ctx, cands, 2 * r_max)
     return build_init(factors, sites, variant=variant, seed=seed, learning_rate=learning_rate)
 
 

@@ -193,7 +193,42 @@ def test_scores_without_gradients_cannot_make_a_gradient_init() -> None:
     model, batches = tiny_model("llama"), random_batches()
     zero = AllocationConfig(budget={"trainable_params": 3000}, rank_set=[2, 4, 8])
     scored = score_sites(model, batches, zero, lambda f, m: None)
-    assert scored.grads is None
+    assert scored.factors is None
     with pytest.raises(ConfigError, match="without init='gradient'") as err:
         compute_plan(model, batches, zero.model_copy(update={"init": "gradient"}), scored=scored)
     assert err.value.field == "init"
+
+
+@pytest.mark.parametrize("variant", ["gora", "lora_ga"])
+def test_streamed_init_comes_from_the_sketches_and_matches_the_exact_one(variant: str, monkeypatch) -> None:
+    """scoring="stream" builds the init from the scoring sketches: no dense dL/dW is ever formed
+    (weight_grads is made to fail), still one pass over the batches. With 8 tokens the summed gradient
+    has rank <= 8 < k = 2 * 4 + 1, where a range/co-range sketch is exact (Tropp et al. 2017), so the
+    streamed A and B equal the exact path's up to float error on sites that really are sketched."""
+    from heterolora.sketch import SketchedSite, Sketches
+
+    batches = random_batches(n=1, batch=1, seq=8)
+    options = {"budget": {"trainable_params": 1500}, "rank_set": [2, 4], "init": "gradient", "init_variant": variant}
+    exact = compute_plan(tiny_model("llama"), batches, AllocationConfig(scoring="exact", **options))
+
+    def no_dense(self):
+        raise AssertionError("stream mode formed dense gradients")
+
+    monkeypatch.setattr(ProxyContext, "weight_grads", no_dense)
+    streamed = compute_plan(tiny_model("llama"), batches, AllocationConfig(scoring="stream", **options))
+    assert streamed.settings["scoring_mode"] == "stream" and streamed.settings["scoring_passes"] == 1
+    sites = Sketches(discover(tiny_model("llama")), 4, 0, torch.device("cpu")).sites.values()
+    assert sum(isinstance(s, SketchedSite) for s in sites) == 10  # q, o, gate, up, down; k and v (16 x 32) stay dense
+    assert streamed.ranks == exact.ranks
+    want, got = load(exact.init_data), load(streamed.init_data)
+    assert set(got) == set(want)
+    updates = {n: want[adapter_key(n, "B")] @ want[adapter_key(n, "A")] for n in streamed.ranks}
+    tol = 1e-4 * max(float(u.abs().max()) for u in updates.values())
+    for name in streamed.ranks:
+        a, b = adapter_key(name, "A"), adapter_key(name, "B")
+        if variant == "gora":  # A is seeded noise, B = -step * G_2r A+: both well defined
+            assert torch.equal(got[a], want[a])
+            torch.testing.assert_close(got[b], want[b], atol=1e-5 * want[b].abs().max(), rtol=0)
+        # LoRA-GA's singular vectors past G's rank (1 for the last layer's MLP here) are arbitrary;
+        # the update B @ A that the base absorbs is not
+        torch.testing.assert_close(got[b] @ got[a], updates[name], atol=tol, rtol=0)
