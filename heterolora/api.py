@@ -19,6 +19,7 @@ def plan(
     *,
     device: str | None = None,
     dtype: str | None = None,
+    device_map: str | None = None,
     progress: Progress | None = None,
     **options: Any,
 ) -> Plan:
@@ -29,6 +30,9 @@ def plan(
             None uses the built-in sample of sentence pairs.
         config: an AllocationConfig; or pass its fields as keyword options, e.g.
             budget={"trainable_params": 100_000}, proxy="rank_energy".
+        device, dtype: where and in what the weights are loaded ("cuda:1", "bfloat16"); scoring
+            accumulates in float32 whatever the weights' dtype.
+        device_map: "auto" spreads a model larger than one GPU over every visible GPU (accelerate).
     """
     config = config or AllocationConfig(**options)
-    return planner.plan(model, samples, config, device=device, dtype=dtype, progress=progress)
+    return planner.plan(model, samples, config, device=device, dtype=dtype, device_map=device_map, progress=progress)

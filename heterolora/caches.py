@@ -10,7 +10,7 @@ from dataclasses import replace
 from heterolora.engine import SiteScores
 from heterolora.loading import LoadedModel
 
-CacheKey = tuple[str, str, int, str | None, str]  # model id, task, num_labels, dtype, device
+CacheKey = tuple[str, str, int, str | None, str]  # model id, task, num_labels, dtype, device or "device_map=auto"
 
 
 class ModelCache:

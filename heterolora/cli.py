@@ -15,7 +15,7 @@ import click
 from pydantic.fields import FieldInfo
 
 from heterolora.cli_remote import DEFAULT_API_KEY_ENV
-from heterolora.config import DEFAULT_LIKE, AllocationConfig
+from heterolora.config import DEFAULT_LIKE, DEVICE_MAPS, WEIGHT_DTYPES, AllocationConfig
 from heterolora.errors import HeteroLoraError
 from heterolora.serving import STACKS, VLLM_DEFAULT_MAX_LORA_RANK
 
@@ -114,8 +114,9 @@ def main() -> None:
 @click.option("--fraction", type=float, help="Paper mode: top fraction of modules at --rank.")
 @click.option("--rank", type=int, default=8, show_default=True, help="Rank for --fraction.")
 @config_options
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), help="Weights' dtype.")
+@click.option("--dtype", type=click.Choice(WEIGHT_DTYPES), help="Weights' dtype (default: the checkpoint's).")
 @click.option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+@click.option("--device-map", type=click.Choice(DEVICE_MAPS), help="Spread the model over every visible GPU.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write the plan JSON here.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a rank heatmap PNG here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan JSON instead of the table.")
@@ -141,12 +142,14 @@ def plan_cmd(**kw: Any) -> None:
         if kw["server"]:  # same request, computed by the service (heterolora/cli_remote.py)
             from heterolora.cli_remote import plan_on_server, remote_samples
 
-            if kw["device"] or kw["dtype"]:
-                raise click.UsageError("--device/--dtype: the server chooses its own device and dtype")
-            args = (kw["server"], kw["api_key_env"], kw["model"], remote_samples(samples), options, bar)
+            if kw["device"] or kw["device_map"]:
+                raise click.UsageError("--device/--device-map: the server places models on its own GPUs")
+            remote = options | {"dtype": kw["dtype"]}
+            args = (kw["server"], kw["api_key_env"], kw["model"], remote_samples(samples), remote, bar)
             result = plan_on_server(*args)
         else:
-            result = plan(kw["model"], samples, config, device=kw["device"], dtype=kw["dtype"], progress=bar)
+            place = {"device": kw["device"], "dtype": kw["dtype"], "device_map": kw["device_map"]}
+            result = plan(kw["model"], samples, config, progress=bar, **place)
         bar.close()
         bar = None
     except HeteroLoraError as exc:

@@ -46,6 +46,10 @@ NormalizeMode = Literal[NORMALIZE_MODES]  # type: ignore[valid-type]
 ShortcutMode = Literal[SHORTCUT_MODES]  # type: ignore[valid-type]
 BudgetKind = Literal[BUDGET_KINDS]  # type: ignore[valid-type]
 SiteType = Literal[LORA_TYPES]  # type: ignore[valid-type]
+WEIGHT_DTYPES = ("float32", "bfloat16", "float16")  # what the weights are loaded in; sketches stay float32
+WeightDtype = Literal[WEIGHT_DTYPES]  # type: ignore[valid-type]
+DEVICE_MAPS = ("auto",)  # accelerate's placement over the visible GPUs (heterolora.loading)
+DeviceMap = Literal[DEVICE_MAPS]  # type: ignore[valid-type]
 
 
 class _Strict(BaseModel):

@@ -284,7 +284,8 @@ def compute_plan(
         fan_in_fan_out=any(c.conv1d for c in scored.sites),
         modules_to_save=head_modules(model),
         settings=config.model_dump(exclude={"task", "proxy", "seed", "budget"})
-        | {"batches": scored.batches, "scoring_mode": scored.scoring, "scoring_passes": scored.passes},
+        | {"batches": scored.batches, "scoring_mode": scored.scoring, "scoring_passes": scored.passes}
+        | {"weights_dtype": str(next(model.parameters()).dtype).removeprefix("torch.")},
         labels=labels or None,
         shortcuts=shortcut_section(model, config, len(scored.shortcut_sites)) if scored.shortcut_sites else None,
         timings=_timings(scored, t0, computed_here),

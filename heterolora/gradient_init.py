@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from heterolora.config import AllocationConfig
 from heterolora.init_format import (
     DEFAULT_INIT_VARIANT,
     DEFAULT_LEARNING_RATE,
@@ -37,7 +38,6 @@ from heterolora.init_format import (
     adapter_key,
     sha256_hex,
 )
-from heterolora.config import AllocationConfig
 from heterolora.plans import Plan
 from heterolora.proxies.context import ProxyContext
 from heterolora.search_space import Candidate, discover

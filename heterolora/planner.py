@@ -41,8 +41,10 @@ def plan(
     progress: Progress | None = None,
     device: str | None = None,
     dtype: str | None = None,
+    device_map: str | None = None,
 ) -> Plan:
-    """Plan for `model` (hub id, local folder or "minilm") on `samples` (None: the built-in sample).
+    """Plan for `model` (hub id, local folder or "minilm") on `samples` (None: the built-in sample),
+    its weights in `dtype` on `device`, or spread over the visible GPUs with `device_map="auto"`.
     `progress(fraction, phase)` may raise to stop the plan (the service cancels jobs that way)."""
     config = config or AllocationConfig()
     report = progress or _quiet
@@ -50,10 +52,10 @@ def plan(
     cache = cache if cache is not None else ModelCache(size=0)  # size 0 keeps nothing
     rows, classes = checked_samples(samples, config)
     report(0.0, "loading model")
-    key: CacheKey = (model, config.task, num_labels_of(classes), dtype, device)
+    key = cache_key(model, config.task, num_labels_of(classes), dtype, device, device_map)
     loaded = cache.get(key)
     if loaded is None:
-        loaded = load_model(model, config.task, num_labels=key[2], dtype=dtype, device=device)
+        loaded = load_model(model, config.task, num_labels=key[2], dtype=dtype, device=device, device_map=device_map)
         cache.put(key, loaded)
     try:
         batches = scoring_batches(rows, classes, loaded, config)
@@ -75,6 +77,13 @@ def plan(
     except BaseException:
         cache.discard(key)  # an interrupted run may leave the model half-restored
         raise
+
+
+def cache_key(
+    model: str, task: str, num_labels: int, dtype: str | None, device: str, device_map: str | None
+) -> CacheKey:
+    """Models differ by id, task, head size, dtype and placement (a device, or a device map)."""
+    return (model, task, num_labels, dtype, f"device_map={device_map}" if device_map else device)
 
 
 def checked_samples(samples: Any, config: AllocationConfig) -> tuple[list[Sample], list[int | str]]:

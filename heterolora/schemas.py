@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from heterolora.config import LABEL_PROXIES, MAX_TEXT_CHARS, AllocationConfig
+from heterolora.config import LABEL_PROXIES, MAX_TEXT_CHARS, AllocationConfig, WeightDtype
 from heterolora.plans import Plan
 from heterolora.samples import check_text, class_names, sample_rows
 
@@ -53,6 +53,11 @@ class AllocateRequest(AllocationConfig):
         min_length=1, max_length=512, description="Hub id, 'minilm', or a folder under HETEROLORA_MODEL_DIRS."
     )
     samples: list[SampleIn] = Field(min_length=1, description="Scoring sample: {text, text_pair?, label?} rows.")
+    dtype: WeightDtype | None = Field(
+        default=None,
+        description="The weights' dtype while scoring (bfloat16 halves a float32 model's memory); "
+        "default: the worker's HETEROLORA_DTYPE. Gradient sketches accumulate in float32 either way.",
+    )
 
     @model_validator(mode="after")
     def _samples_fit_the_task(self) -> AllocateRequest:

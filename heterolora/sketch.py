@@ -12,7 +12,9 @@ Q = orth(Y), C = (Ψ Q)⁺ Z, Ĝ = Q C gives G's top singular values and vectors
 sketch would not be smaller than G itself accumulates G densely (`DenseSite`), so it is exact.
 
 All state is float32 whatever the weight dtype. Ω and Ψ are shared by sites of equal width (one
-per d_in, one per d_out); each site's sketch is still a valid sketch, so the per-site bounds hold.
+per d_in, one per d_out and device); each site's sketch is still a valid sketch, so the per-site
+bounds hold. Each site's state lives on its own module's device (`site_devices`), so a model spread
+over several GPUs (`device_map="auto"`) never copies activations between them to be sketched.
 """
 
 from __future__ import annotations
@@ -138,21 +140,24 @@ class Sketches:
         device: torch.device,
         dense: bool = False,
         oversampling: int | None = None,
+        devices: dict[str, torch.device] | None = None,
     ) -> None:
+        """`devices`: a site's device where it is not `device` (a model spread over GPUs)."""
         self.k, self.l = sketch_sizes(rank, oversampling)
         self.rank = rank
         self.sites: dict[str, Site] = {}
-        omegas: dict[int, torch.Tensor] = {}
-        psis: dict[int, torch.Tensor] = {}
+        omegas: dict[tuple[int, torch.device], torch.Tensor] = {}
+        psis: dict[tuple[int, torch.device], torch.Tensor] = {}
         for c in candidates:
+            dev = (devices or {}).get(c.name, device)
             if dense or c.d_out * self.k + self.l * c.d_in >= c.d_out * c.d_in:
-                self.sites[c.name] = DenseSite(c.d_out, c.d_in, device)
+                self.sites[c.name] = DenseSite(c.d_out, c.d_in, dev)
                 continue
-            if c.d_in not in omegas:
-                omegas[c.d_in] = _gaussian((c.d_in, self.k), seed, 1, c.d_in, device)
-            if c.d_out not in psis:
-                psis[c.d_out] = _gaussian((self.l, c.d_out), seed, 2, c.d_out, device)
-            self.sites[c.name] = SketchedSite(omegas[c.d_in], psis[c.d_out])
+            if (c.d_in, dev) not in omegas:
+                omegas[c.d_in, dev] = _gaussian((c.d_in, self.k), seed, 1, c.d_in, dev)
+            if (c.d_out, dev) not in psis:
+                psis[c.d_out, dev] = _gaussian((self.l, c.d_out), seed, 2, c.d_out, dev)
+            self.sites[c.name] = SketchedSite(omegas[c.d_in, dev], psis[c.d_out, dev])
         self.test_matrix_bytes = 4 * sum(t.numel() for t in [*omegas.values(), *psis.values()])
 
     @property
@@ -178,9 +183,22 @@ def sketch_gradients(
     batches must already be on) in one pass; `.top()` then gives each site's top `rank` singular
     values and vectors. The model is left as it was (weights, flags, mode)."""
     device = next(model.parameters()).device
-    sketches = Sketches(candidates, rank, seed, device)
+    sketches = Sketches(candidates, rank, seed, device, devices=site_devices(model, candidates))
     stream(model, batches, sketches.sites, lambda b: model(**b).loss, step, checkpointing)
     return sketches
+
+
+def site_devices(model: nn.Module, candidates: list[Candidate]) -> dict[str, torch.device]:
+    """The device of each site's weight (sites without parameters are left out)."""
+    out = {}
+    for c in candidates:
+        try:
+            weight = next(model.get_submodule(c.name).parameters(), None)
+        except AttributeError:  # not attached (a shortcut site outside scoring)
+            continue
+        if weight is not None:
+            out[c.name] = weight.device
+    return out
 
 
 def _gaussian(shape: tuple[int, int], seed: int, role: int, width: int, device: torch.device) -> torch.Tensor:

@@ -124,7 +124,10 @@ def run_job(
     event("job started", job_id=job_id, key=key_name, model=request.model_id)
     status, code = "failed", "internal_error"
     try:
-        plan = run_request(request, cache=cache, device=settings.device, dtype=settings.dtype, progress=progress)
+        plan = run_request(
+            request, cache=cache, device=settings.device, dtype=settings.dtype, device_map=settings.device_map,
+            progress=progress,
+        )  # fmt: skip
         if plan.init_data is not None:  # the file the plan's init.sha256 names (issue 14)
             artifacts.put(job_id, plan.init_data)
         status, code = "succeeded", ""

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from heterolora.config import DeviceMap, WeightDtype
+
 WEEK_S = 7 * 24 * 3600
 MIN_KEY_CHARS = 16
 CommaList = Annotated[list[str], NoDecode]  # "a,b,c" in the environment, not JSON
@@ -106,7 +108,14 @@ class Settings(CommonSettings):
 class WorkerSettings(CommonSettings):
     model_cache_size: int = Field(default=2, ge=1, le=64, description="Loaded models kept per worker process.")
     device: str | None = Field(default=None, description="cuda, cuda:1, cpu ... (default: cuda when present).")
-    dtype: Literal["float32", "float16", "bfloat16"] | None = Field(default=None, description="Load dtype.")
+    dtype: WeightDtype | None = Field(
+        default=None, description="Weights' dtype for requests that name none (default: the checkpoint's)."
+    )
+    device_map: DeviceMap | None = Field(
+        default=None,
+        description="'auto': spread each model over every GPU this worker sees (accelerate); run one "
+        "worker per host (or per GPU group) then, not one per GPU. docs/service.md.",
+    )
     soft_time_limit_s: int = Field(default=1800, gt=0, description="Job gets SoftTimeLimitExceeded after this.")
     time_limit_s: int = Field(default=1900, gt=0, description="Job process is killed after this.")
     visibility_timeout_s: int = Field(

@@ -58,7 +58,7 @@ def _preload_models(**_: Any) -> None:
     isolate_working_directory()
     ids = [m.strip() for m in settings.preload_models.split(",") if m.strip()]
     try:
-        preload(model_cache(), ids, device=settings.device, dtype=settings.dtype)
+        preload(model_cache(), ids, device=settings.device, dtype=settings.dtype, device_map=settings.device_map)
     except HeteroLoraError as exc:  # a bad id must not keep the worker from serving other models
         log.error("preload failed: %s", exc.message)
 

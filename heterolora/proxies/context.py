@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from heterolora.search_space import Candidate, weight_of
-from heterolora.sketch import DenseSite, Sketches, groups_under, stream
+from heterolora.sketch import DenseSite, Sketches, groups_under, site_devices, stream
 
 Progress = Callable[[float, str], None]
 # A proxy returns one score per candidate name, or a value curve (one value per rank in ctx.ranks,
@@ -72,7 +72,8 @@ class ProxyContext:
         """Streaming low-rank sketches of every site's accumulated gradient, for the top
         `max(ranks)` singular values and vectors. One pass over the K batches, shared."""
         if self._sketches is None:
-            self._sketches = Sketches(self.candidates, max(self.ranks), self.seed, self.device, dense=False)
+            devices = site_devices(self.model, self.candidates)
+            self._sketches = Sketches(self.candidates, max(self.ranks), self.seed, self.device, devices=devices)
             self._stream(self._sketches.sites)
         return self._sketches
 
@@ -85,8 +86,9 @@ class ProxyContext:
         if self.scoring == "exact":
             yield self.weight_grads()
             return
+        devices = site_devices(self.model, self.candidates)
         for group in groups_under(self.candidates, self.memory_cap_bytes):
-            sites = {c.name: DenseSite(c.d_out, c.d_in, self.device) for c in group}
+            sites = {c.name: DenseSite(c.d_out, c.d_in, devices.get(c.name, self.device)) for c in group}
             self._stream(sites, batches, loss)
             yield {name: site.g for name, site in sites.items()}
 

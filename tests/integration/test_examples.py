@@ -120,6 +120,15 @@ def test_cli_plan_on_server_writes_the_local_plan_file(
     assert Plan.load(tmp_path / "job.json").fingerprint() == want.fingerprint()
 
 
+def test_cli_plan_on_server_sends_the_dtype(embedded_api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_KEY", API_KEY)
+    out = tmp_path / "bf16.json"
+    args = ("--server", embedded_api.url, "--api-key-env", "PIPELINE_KEY", "--dtype", "bfloat16", "--out", str(out))
+    res = cli("plan", *FAST, *args)
+    assert res.exit_code == 0, res.output
+    assert Plan.load(out).settings["weights_dtype"] == "bfloat16"
+
+
 def test_cli_server_errors_are_one_line(embedded_api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     url = embedded_api.url
     monkeypatch.delenv("HETEROLORA_API_KEY", raising=False)
@@ -130,6 +139,7 @@ def test_cli_server_errors_are_one_line(embedded_api: Api, monkeypatch: pytest.M
         (("plan", *FAST, "--server", url), 1, "401 missing API key"),
         (("plan", *FAST, "--server", url, "--api-key-env", "WRONG_KEY"), 1, "401"),
         (("plan", *FAST, "--server", url, "--device", "cpu"), 2, "--device"),
+        (("plan", *FAST, "--server", url, "--device-map", "auto"), 2, "--device-map"),
         (("show", "0123456789abcdef", "--server", url, "--api-key-env", "WRONG_KEY"), 1, "401"),
         (("show", "../healthz", "--server", url), 2, "not a job id"),
         (("show", "0123456789abcdef", "--server", "http://[::1"), 2, "not a URL"),

@@ -113,5 +113,5 @@ def test_redis_outage_gives_503_then_recovers(faults: Stack) -> None:
     faults.redis.start()  # same port, empty
     wait_until(lambda: http.get("/readyz").status_code == 200, 60, "ready again")
     r = http.post("/allocate", json=tiny)
-    assert r.status_code == 202
+    assert r.status_code == (200 if r.json()["status"] == "succeeded" else 202)  # 200: done before the answer
     assert wait_job(http, r.json()["job_id"])["status"] == "succeeded"
