@@ -3,7 +3,8 @@
 For each model (the embedded MiniLM on MRPC; a synthetic LLaMA-shaped causal LM with random weights,
 saved to a temporary folder with MiniLM's tokenizer), fresh child processes measure, one at a time:
 - `train`: one PEFT LoRA step at the planned ranks (AdamW, train mode), same batches and dtype;
-- `plan`: compute_plan with a proxy and a scoring mode (exact, stream);
+- `plan`: compute_plan with a proxy and a scoring mode (exact, stream), and with init="gradient"
+  (`+init`: the plan also builds its LoRA A/B init file);
 - `plain`: K forward+backward passes with every parameter trainable (the time reference).
 Memory = peak RSS above the imports (VmHWM after resetting the high-water mark once the model and
 batches are loaded; see benchmarks/perf_memory.py). Time = process CPU time, torch on one thread.
@@ -142,6 +143,9 @@ def run_model(name: str, spec: dict[str, Any], proxies: list[str]) -> dict[str, 
     runs["rank_energy/stream-k4"] = measure(
         "plan", spec, config={"proxy": "rank_energy", "scoring": "stream"}, oversampling=4
     )
+    for mode in ("stream", "exact"):  # init="gradient" (issue 14): the init's factors on top of the scores
+        init = {"proxy": "rank_energy", "scoring": mode, "init": "gradient"}
+        runs[f"rank_energy/{mode}+init"] = measure("plan", spec, config=init)
     for proxy in proxies:
         if proxy != "rank_energy":
             runs[f"{proxy}/stream"] = measure("plan", spec, config={"proxy": proxy, "scoring": "stream"})

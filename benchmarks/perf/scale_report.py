@@ -44,7 +44,7 @@ def markdown(section: dict[str, Any]) -> str:
         "Memory ratio = peak RSS above imports of planning ÷ that of one PEFT LoRA step at the planned ranks",
         "(AdamW, same batch, same dtype), each in a fresh process. Time ratio = scoring CPU time ÷ K plain",
         "forward+backward passes (every parameter trainable). `stream`: sketch width k = 2r+1 (default);",
-        "`stream-k4`: k = 4r+1.",
+        "`stream-k4`: k = 4r+1. `+init`: the plan also builds its gradient init (A/B tensors, issue 14).",
         f"Targets: memory ≤ {TARGETS['memory_rank_energy']} (rank_energy), ≤ {TARGETS['memory_any_proxy']} (every",
         f"proxy); time ≤ {TARGETS['time']}; top-rank energy within 1 %, plans ≥ 95 % alike.",
         "",

@@ -63,7 +63,10 @@ def quality(**kw: object) -> None:
     failed: list[str] = []
     command = _command_line(click.get_current_context())
     if not kw["merge_only"]:
-        jobs = pending_jobs(tasks, arms, seeds, runs_root, bool(kw["rerun"]), lrs)
+        try:
+            jobs = pending_jobs(tasks, arms, seeds, runs_root, bool(kw["rerun"]), lrs, settings)
+        except ValueError as exc:  # StaleRunFile: never merge another round's run into this one
+            raise click.ClickException(str(exc)) from None
         click.echo(f"{len(jobs)} runs to do ({settings.epochs} epochs each)", err=True)
         lines = run_jobs(jobs, str(kw["data_dir"]), settings, runs_root, int(kw["workers"]), command)
         failed = [line for line in lines if line.startswith("FAILED")]

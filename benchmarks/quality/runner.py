@@ -6,6 +6,7 @@ a fresh process per job keeps one arm's state (threads, RNG, PEFT hooks) out of 
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import sys
 import traceback
@@ -13,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks.quality.arms import ArmSpec
+from benchmarks.quality.arms import FAMILY_LR, ArmSpec, family_of
 from benchmarks.quality.train import Settings, run_label, run_one
 
 QUICK = Settings(epochs=1, train_limit=32, eval_limit=32, scoring_batches=2, max_length=48)
@@ -24,19 +25,48 @@ def run_file(runs_dir: str | Path, arm_label: str, seed: int) -> Path:
     return Path(runs_dir) / f"{arm_label}-s{seed}.json"
 
 
+# Settings that make two runs of one (arm, seed) different experiments (device and threads do not).
+SCHEDULE_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_ratio", "max_length", "scoring_batches",
+                   "train_limit", "eval_limit", "pilot", "head")  # fmt: skip
+
+
+class StaleRunFile(ValueError):
+    """A run file exists for a job but was made under another schedule (e.g. an earlier round)."""
+
+
 def pending_jobs(
-    tasks: list[str], arms: list[str], seeds: list[int], runs_root: Path, rerun: bool, lrs: list[float | None]
+    tasks: list[str],
+    arms: list[str],
+    seeds: list[int],
+    runs_root: Path,
+    rerun: bool,
+    lrs: list[float | None],
+    settings: Settings | None = None,
 ) -> list[Job]:
-    """Seed-major order, so every arm (and rate) gets seed 0 before any gets seed 1."""
+    """Seed-major order, so every arm (and rate) gets seed 0 before any gets seed 1. An existing run
+    file is kept only if it was made under `settings` (its family's rate resolved); one made under
+    another schedule raises StaleRunFile instead of being merged into this round's report."""
     jobs = []
     for task in tasks:
         for seed in seeds:
             for arm in arms:
                 for lr in lrs:
-                    label = run_label(ArmSpec.parse(arm).label, Settings(lr=lr))
-                    if rerun or not run_file(runs_root / task, label, seed).exists():
+                    spec = ArmSpec.parse(arm)
+                    path = run_file(runs_root / task, run_label(spec.label, Settings(lr=lr)), seed)
+                    if rerun or not path.exists():
                         jobs.append((task, arm, seed, lr))
+                    elif settings is not None:
+                        want = replace(settings, lr=lr or FAMILY_LR[family_of(spec.name)])
+                        _check_schedule(path, want)
     return jobs
+
+
+def _check_schedule(path: Path, want: Settings) -> None:
+    had = json.loads(path.read_text()).get("settings", {})
+    differ = {f: (had.get(f), getattr(want, f)) for f in SCHEDULE_FIELDS if had.get(f) != getattr(want, f)}
+    if differ:
+        diff = ", ".join(f"{f} {old!r} (wanted {new!r})" for f, (old, new) in differ.items())
+        raise StaleRunFile(f"{path} was made under another schedule: {diff}; move it away or pass --rerun")
 
 
 def _job(job: Job, data_dir: str, settings: Settings, out: str, command: str) -> str:

@@ -158,3 +158,26 @@ def test_rates_per_family_do_not_count_as_a_different_schedule() -> None:
     assert build_report("mrpc", runs, "x")["settings_vary"] is False
     runs[1]["settings"] = runs[1]["settings"] | {"epochs": 3}
     assert build_report("mrpc", runs, "x")["settings_vary"] is True
+
+
+def test_a_run_file_from_another_schedule_is_refused_not_merged(tmp_path) -> None:
+    """Round 2's run files (mean head, lr 3e-3) share names with round 3's final runs: resuming must
+    stop on them instead of counting them as done."""
+    import json
+    from dataclasses import asdict, replace
+
+    from benchmarks.quality.runner import StaleRunFile, pending_jobs
+    from benchmarks.quality.train import Settings
+
+    (tmp_path / "mrpc").mkdir()
+    now = Settings()
+    for seed, settings in ((0, replace(now, lr=1e-3)), (1, replace(now, lr=3e-3, head="mean"))):
+        (tmp_path / "mrpc" / f"uniform_all-s{seed}.json").write_text(json.dumps({"settings": asdict(settings)}))
+    assert pending_jobs(["mrpc"], ["uniform_all"], [0, 2], tmp_path, False, [None], now) == [
+        ("mrpc", "uniform_all", 2, None)
+    ]  # seed 0 was made under this schedule (the family's 1e-3): done
+    with pytest.raises(StaleRunFile, match=r"head 'mean' \(wanted 'shipped'\)"):
+        pending_jobs(["mrpc"], ["uniform_all"], [1], tmp_path, False, [None], now)
+    assert pending_jobs(["mrpc"], ["uniform_all"], [1], tmp_path, True, [None], now) == [
+        ("mrpc", "uniform_all", 1, None)
+    ]
