@@ -22,7 +22,7 @@ from heterolora.config import (
     budget_kind,
 )
 from heterolora.errors import BudgetError, ConfigError, DataError
-from heterolora.gradient_init import SiteFactors, attach_init, build_init, plan_sites, scoring_factors
+from heterolora.gradient_init import GradientSource, attach_init, build_init, plan_sites, scoring_source
 from heterolora.plans import BudgetInfo, ModuleEntry, Plan
 from heterolora.proxies import get_proxy
 from heterolora.proxies.context import Progress, ProxyContext, batch_loss
@@ -126,8 +126,8 @@ class SiteScores:
     scoring_s: float
     scoring: str = "exact"  # the resolved mode: "exact" or "stream"
     passes: int = 1  # passes over the batches (streamed snip: one per group of sites)
-    # init="gradient" only: each LoRA site's top 2·max(ranks) gradient singular triplets (not dense dL/dW)
-    factors: dict[str, SiteFactors] | None = None
+    # init="gradient" only: the scoring pass's gradients, dense (exact) or sketched (stream)
+    gradients: GradientSource | None = None
 
 
 def score_key(config: AllocationConfig) -> str:
@@ -196,12 +196,12 @@ def score_sites(
     with warmed_up_head(model, batches, config.head_warmup_steps, config.seed), scoring_probes(model, sc_sites):
         raw = spec.fn(ctx)
         # Gradient init reads the scoring pass's gradients or sketches (no second pass for gradient proxies).
-        factors = scoring_factors(ctx, sites, 2 * max(ranks)) if config.init == "gradient" else None
+        gradients = scoring_source(ctx, sites) if config.init == "gradient" else None
     scores = [v[-1] if isinstance(v, list) else v for v in raw.values()]
     if not all(math.isfinite(x) for x in scores):
         raise DataError(f"proxy {config.proxy!r} produced non-finite scores on this sample", field="proxy")
     elapsed = time.perf_counter() - start
-    return SiteScores(sites, sc_sites, raw, ranks, len(batches), elapsed, ctx.scoring, ctx.passes, factors)
+    return SiteScores(sites, sc_sites, raw, ranks, len(batches), elapsed, ctx.scoring, ctx.passes, gradients)
 
 
 def choose(scored: SiteScores, config: AllocationConfig, limit: int) -> dict[str, int]:
@@ -297,12 +297,12 @@ def compute_plan(
 
 
 def _with_gradient_init(plan: Plan, scored: SiteScores, config: AllocationConfig) -> Plan:
-    if scored.factors is None:
+    if scored.gradients is None:
         raise ConfigError("these scores were computed without init='gradient'; score again", field="init")
     t0 = time.perf_counter()
     sites = plan_sites(plan)
     artifact = build_init(
-        scored.factors,
+        scored.gradients,
         sites,
         variant=config.init_variant,
         seed=config.seed,

@@ -12,7 +12,7 @@ Two variants (docs/plan-format.md, "Initialisation"):
   projection removes). The base stays untouched; the step-0 function changes by exactly that step.
 
 The factors come from the scoring pass itself (no second backward pass for a gradient proxy),
-through `scoring_factors`: in exact mode a seeded randomized SVD of the dense accumulated gradients
+through a `GradientSource`: in exact mode a seeded randomized SVD of the dense accumulated gradients
 (`gradient_factors`), in stream mode the top singular triplets of the low-rank sketches
 (heterolora/sketch.py), so a streamed plan never holds a dense base-weight gradient for its init.
 """
@@ -41,7 +41,7 @@ from heterolora.init_format import (
 from heterolora.plans import Plan
 from heterolora.proxies.context import ProxyContext
 from heterolora.search_space import Candidate, discover
-from heterolora.sketch import resolve_scoring
+from heterolora.sketch import Sketches, resolve_scoring
 
 
 @dataclass(frozen=True)
@@ -99,22 +99,38 @@ def _canonical(u: torch.Tensor, s: torch.Tensor, vh: torch.Tensor, num_batches: 
     return SiteFactors(u, s.float().cpu(), vh, num_batches)
 
 
-def scoring_factors(ctx: ProxyContext, sites: list[Candidate], rank: int) -> dict[str, SiteFactors]:
-    """The top `rank` singular triplets of each site's gradient summed over the scoring batches,
-    shared with the proxy: exact mode SVDs the dense gradients of the shared pass; stream mode reads
-    the sketches (one more streamed pass if the proxy did not sketch), whose range sketch has
-    k = 2·max(ctx.ranks) + 1 columns, so at most k triplets come back."""
-    n = len(ctx.batches)
+@dataclass(frozen=True)
+class GradientSource:
+    """What the init reads once ranks are allocated: the scoring pass's dense summed gradients (exact
+    mode: already held, so no more memory) or its sketches (stream mode: no dense gradient at all).
+    The factors are computed only for the allocated sites, 2r triplets each."""
+
+    num_batches: int
+    seed: int
+    grads: Mapping[str, torch.Tensor] | None = None
+    sketches: Sketches | None = None
+
+    def factors(self, ranks: Mapping[str, int]) -> dict[str, SiteFactors]:
+        """Top `ranks[name]` singular triplets per site; a sketch gives at most its width k."""
+        if self.grads is not None:
+            return gradient_factors(self.grads, ranks, num_batches=self.num_batches, seed=self.seed)
+        assert self.sketches is not None
+        out = {}
+        for name, k in ranks.items():
+            low = self.sketches.sites[name].top(k)
+            out[name] = _canonical(low.u, low.s, low.vh, self.num_batches)
+        return out
+
+
+def scoring_source(ctx: ProxyContext, sites: list[Candidate]) -> GradientSource:
+    """The LoRA sites' gradients as the scoring pass left them (shared with the proxy; a proxy that
+    computed neither costs one more pass): dense in exact mode, sketched (k = o·max(ctx.ranks) + 1
+    columns, see heterolora/sketch.py) in stream mode."""
+    n, seed = len(ctx.batches), ctx.seed
     if ctx.scoring == "exact":
         grads = ctx.weight_grads()
-        return gradient_factors({c.name: grads[c.name] for c in sites}, dict.fromkeys([c.name for c in sites], rank),
-                                num_batches=n, seed=ctx.seed)  # fmt: skip
-    sketched = ctx.sketches().sites
-    out = {}
-    for c in sites:
-        low = sketched[c.name].top(rank)
-        out[c.name] = _canonical(low.u, low.s, low.vh, n)
-    return out
+        return GradientSource(n, seed, grads={c.name: grads[c.name] for c in sites})
+    return GradientSource(n, seed, sketches=ctx.sketches())
 
 
 def lora_scaling(alpha: float, rank: int, use_rslora: bool) -> float:
@@ -178,7 +194,7 @@ def plan_sites(plan: Plan) -> list[InitSite]:
 
 
 def build_init(
-    factors: Mapping[str, SiteFactors],
+    source: GradientSource,
     sites: list[InitSite],
     *,
     variant: InitVariant,
@@ -189,12 +205,11 @@ def build_init(
     from safetensors.torch import save
 
     lr = learning_rate or DEFAULT_LEARNING_RATE[variant]
-    missing = [s.name for s in sites if s.name not in factors]
-    if missing:
-        raise ValueError(f"no gradient factors for {len(missing)} LoRA modules, e.g. {missing[0]}")
+    # 2r triplets per site: LoRA-GA's B takes triplets r+1..2r; GoRA's Ḡ is the rank-2r approximation
+    factors = source.factors({s.name: 2 * s.rank for s in sites})
     tensors: dict[str, torch.Tensor] = {}
     for site in sorted(sites, key=lambda s: s.name):
-        f = factors[site.name].truncated(2 * site.rank)  # LoRA-GA's B takes triplets r+1..2r; GoRA Ḡ at rank 2r
+        f = factors[site.name]
         if variant == "lora_ga":
             a, b = lora_ga_factors(f, site.rank)
         else:
@@ -210,7 +225,7 @@ def build_init(
         stable_gamma=LORA_GA_GAMMA if variant == "lora_ga" else None,
         recommended_learning_rate=lr,
         base_correction=variant == "lora_ga",
-        num_batches=next(iter(factors.values())).num_batches if factors else 1,
+        num_batches=source.num_batches,
         seed=seed,
         sha256=sha256_hex(data),
         size=len(data),
@@ -257,8 +272,7 @@ def _one_pass_init(
     r_max = max((s.rank for s in sites), default=1)
     scoring = resolve_scoring("auto", cands, AllocationConfig.model_fields["scoring_memory_mb"].default)
     ctx = ProxyContext(model=model, batches=batches, candidates=cands, ranks=[r_max], seed=seed, scoring=scoring)
-    factors = scoring_factors(ctx, cands, 2 * r_max)
-    return build_init(factors, sites, variant=variant, seed=seed, learning_rate=learning_rate)
+    return build_init(scoring_source(ctx, cands), sites, variant=variant, seed=seed, learning_rate=learning_rate)
 
 
 def init_for_plan(

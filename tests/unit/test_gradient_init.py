@@ -193,7 +193,7 @@ def test_scores_without_gradients_cannot_make_a_gradient_init() -> None:
     model, batches = tiny_model("llama"), random_batches()
     zero = AllocationConfig(budget={"trainable_params": 3000}, rank_set=[2, 4, 8])
     scored = score_sites(model, batches, zero, lambda f, m: None)
-    assert scored.factors is None
+    assert scored.gradients is None
     with pytest.raises(ConfigError, match="without init='gradient'") as err:
         compute_plan(model, batches, zero.model_copy(update={"init": "gradient"}), scored=scored)
     assert err.value.field == "init"
