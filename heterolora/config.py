@@ -39,6 +39,7 @@ MAX_PARAMS = 10**12  # a parameter budget beyond any model's size is a typo
 MAX_LAYERS = 1024
 MAX_SEED = 2**32 - 1
 MAX_ALPHA_RATIO = 1024.0
+DEFAULT_SKETCH_OVERSAMPLING = 2  # sketch width k = 2·r_max + 1 (Tropp et al. 2017); docs/proxies.md
 
 Task = Literal[TASKS]  # type: ignore[valid-type]
 ProxyName = Literal[PROXY_NAMES]  # type: ignore[valid-type]
@@ -196,6 +197,13 @@ class AllocationConfig(_Strict):
         le=1 << 20,
         description="Cap on dense float32 gradient state while scoring: auto's switch to streaming, and the group "
         "size of proxies that stream in several passes (snip).",
+    )
+    sketch_oversampling: int = Field(
+        default=DEFAULT_SKETCH_OVERSAMPLING,
+        ge=2,
+        le=8,
+        description="Streamed scoring's sketch width k = sketch_oversampling * max rank + 1: 4 is about 10x more "
+        "accurate than 2 on trained weights, for twice the sketch memory (docs/proxies.md).",
     )
     gradient_checkpointing: bool = Field(
         default=False,

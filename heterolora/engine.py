@@ -133,7 +133,7 @@ class SiteScores:
 def score_key(config: AllocationConfig) -> str:
     """The options that change raw scores; plans that agree on them can share one SiteScores."""
     fields = {"task", "proxy", "seed", "num_batches", "batch_size", "max_length", "head_warmup_steps"}
-    fields |= {"types", "layers", "shortcuts", "scoring", "scoring_memory_mb", "init"}
+    fields |= {"types", "layers", "shortcuts", "scoring", "scoring_memory_mb", "sketch_oversampling", "init"}
     return json.dumps([config.model_dump(include=fields), _scoring_ranks(config)], sort_keys=True)
 
 
@@ -191,6 +191,7 @@ def score_sites(
         scoring=resolve_scoring(config.scoring, sites + sc_sites, config.scoring_memory_mb),
         memory_cap_bytes=config.scoring_memory_mb << 20,
         checkpointing=config.gradient_checkpointing,
+        oversampling=config.sketch_oversampling,
     )
     # Shortcut sites exist only while scoring, as zero probes (see heterolora/shortcuts/modules.py).
     with warmed_up_head(model, batches, config.head_warmup_steps, config.seed), scoring_probes(model, sc_sites):

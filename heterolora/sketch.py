@@ -6,8 +6,9 @@ output's gradient δ (tokens × d_out) adds
     range sketch     Y += δᵀ (X Ω)        (d_out × k)
     co-range sketch  Z += (Ψ δᵀ) X        (l × d_in)
 with seeded Gaussian test matrices Ω (d_in × k) and Ψ (l × d_out), k = 2·r + 1 and l = 2·k + 1
-(Tropp, Yurtsever, Udell & Cevher, SIAM J. Matrix Anal. Appl. 38(4), 2017). OVERSAMPLING = 4 is
-about 10x more accurate on trained weights and costs twice the sketch memory (docs/proxies.md). The reconstruction
+(Tropp, Yurtsever, Udell & Cevher, SIAM J. Matrix Anal. Appl. 38(4), 2017). Oversampling 4
+(k = 4·r + 1, `sketch_oversampling`) is about 10x more accurate on trained weights and costs twice
+the sketch memory (docs/proxies.md). The reconstruction
 Q = orth(Y), C = (Ψ Q)⁺ Z, Ĝ = Q C gives G's top singular values and vectors (`LowRank`). A site whose
 sketch would not be smaller than G itself accumulates G densely (`DenseSite`), so it is exact.
 
@@ -26,18 +27,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from heterolora.config import DEFAULT_SKETCH_OVERSAMPLING
 from heterolora.search_space import Candidate
 
 Batches = list[dict[str, torch.Tensor]]
 Step = Callable[[int], None]  # called after each batch's backward with the batch index
 
 
-OVERSAMPLING = 2  # k = OVERSAMPLING·r + 1 (docs/proxies.md: the measured error at 2 and 4)
-
-
-def sketch_sizes(rank: int, oversampling: int | None = None) -> tuple[int, int]:
+def sketch_sizes(rank: int, oversampling: int = DEFAULT_SKETCH_OVERSAMPLING) -> tuple[int, int]:
     """(k, l) for a target rank: range sketch width k = oversampling·r + 1, co-range l = 2k + 1."""
-    k = (oversampling or OVERSAMPLING) * rank + 1
+    k = oversampling * rank + 1
     return k, 2 * k + 1
 
 
@@ -139,7 +138,7 @@ class Sketches:
         seed: int,
         device: torch.device,
         dense: bool = False,
-        oversampling: int | None = None,
+        oversampling: int = DEFAULT_SKETCH_OVERSAMPLING,
         devices: dict[str, torch.device] | None = None,
     ) -> None:
         """`devices`: a site's device where it is not `device` (a model spread over GPUs)."""

@@ -69,7 +69,6 @@ def child(args: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(1)
     import peft  # noqa: F401  (every variant pays the same imports)
 
-    from heterolora import sketch
     from heterolora.api import prepare
     from heterolora.config import AllocationConfig
     from heterolora.engine import compute_plan
@@ -89,8 +88,6 @@ def child(args: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     start = time.process_time()
     if args["variant"] == "plan":
-        if args.get("oversampling"):
-            sketch.OVERSAMPLING = args["oversampling"]
         plan = compute_plan(model, batches, config)
         out["ranks"] = {m.name: m.rank for m in plan.modules}
         out["scores"] = {m.name: m.score for m in plan.modules}
@@ -141,7 +138,7 @@ def run_model(name: str, spec: dict[str, Any], proxies: list[str]) -> dict[str, 
     runs["plain"] = measure("plain", spec)
     runs["rank_energy/exact"] = measure("plan", spec, config={"proxy": "rank_energy", "scoring": "exact"})
     runs["rank_energy/stream-k4"] = measure(
-        "plan", spec, config={"proxy": "rank_energy", "scoring": "stream"}, oversampling=4
+        "plan", spec, config={"proxy": "rank_energy", "scoring": "stream", "sketch_oversampling": 4}
     )
     for mode in ("stream", "exact"):  # init="gradient" (issue 14): the init's factors on top of the scores
         init = {"proxy": "rank_energy", "scoring": mode, "init": "gradient"}

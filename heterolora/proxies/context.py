@@ -11,6 +11,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from heterolora.config import DEFAULT_SKETCH_OVERSAMPLING
 from heterolora.search_space import Candidate, weight_of
 from heterolora.sketch import DenseSite, Sketches, groups_under, site_devices, stream
 
@@ -43,6 +44,7 @@ class ProxyContext:
     scoring: ScoringMode = "exact"
     memory_cap_bytes: int = 1 << 30
     checkpointing: bool = False  # gradient checkpointing during the streamed passes
+    oversampling: int = DEFAULT_SKETCH_OVERSAMPLING  # sketch width k = oversampling·max(ranks) + 1
     passes: int = 0  # passes over the K batches that scoring took (recorded in the plan)
     _grads: dict[str, torch.Tensor] | None = field(default=None, repr=False)
     _sketches: Sketches | None = field(default=None, repr=False)
@@ -73,7 +75,14 @@ class ProxyContext:
         `max(ranks)` singular values and vectors. One pass over the K batches, shared."""
         if self._sketches is None:
             devices = site_devices(self.model, self.candidates)
-            self._sketches = Sketches(self.candidates, max(self.ranks), self.seed, self.device, devices=devices)
+            self._sketches = Sketches(
+                self.candidates,
+                max(self.ranks),
+                self.seed,
+                self.device,
+                oversampling=self.oversampling,
+                devices=devices,
+            )
             self._stream(self._sketches.sites)
         return self._sketches
 

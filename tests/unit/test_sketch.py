@@ -227,3 +227,30 @@ def test_streamed_synflow_matches_float64_exact_without_casting() -> None:
     assert all(streamed[n] == pytest.approx(exact[n], rel=1e-3) for n in exact)
     after = model.state_dict()
     assert all(torch.equal(after[n], before[n]) for n in before) and all(p.grad is None for p in model.parameters())
+
+
+def test_sketch_oversampling_sets_the_sketch_width_and_keys_the_scores(monkeypatch) -> None:
+    """`sketch_oversampling` reaches the sketches the proxies read (k = o * r_max + 1, l = 2k + 1),
+    and scores computed with one width are never reused for another."""
+    from conftest import tiny_model
+
+    import heterolora.proxies.context as context
+    from heterolora.engine import score_key
+
+    widths: list[tuple[int, int]] = []
+
+    class Recording(context.Sketches):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            widths.append((self.k, self.l))
+
+    monkeypatch.setattr(context, "Sketches", Recording)
+    config = AllocationConfig(budget={"trainable_params": 2000}, rank_set=[1, 2, 4], scoring="stream")
+    for oversampling in (2, 4):
+        compute_plan(
+            tiny_model("llama"), random_batches(), config.model_copy(update={"sketch_oversampling": oversampling})
+        )
+    assert widths == [(9, 19), (17, 35)]
+    assert score_key(config) != score_key(config.model_copy(update={"sketch_oversampling": 4}))
+    with pytest.raises(ValueError, match="sketch_oversampling"):
+        AllocationConfig(sketch_oversampling=1)  # k = r + 1 leaves no oversampling at all
