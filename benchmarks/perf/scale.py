@@ -78,10 +78,12 @@ def child(args: dict[str, Any]) -> dict[str, Any]:
     imports_kb = _status_kb("VmRSS")
     spec = args["spec"]
     config = AllocationConfig(**spec["config"], **args.get("config", {}))
-    rows = read_samples(spec["data"])[:512] if Path(spec["data"]).is_file() else None
     from heterolora.samples import builtin_sample
 
-    loaded, batches = prepare(spec["model"], rows or builtin_sample(), config, device="cpu", dtype=spec["dtype"])
+    rows = read_samples(spec["data"])[:512] if Path(spec["data"]).is_file() else builtin_sample()
+    if config.task == "causal-lm":  # a causal LM reads one text: the pair joined, no label
+        rows = [{"text": " ".join(filter(None, (r["text"], r.get("text_pair"))))} for r in rows]
+    loaded, batches = prepare(spec["model"], rows, config, device="cpu", dtype=spec["dtype"])
     model = loaded.model
     loaded_kb = _status_kb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark
