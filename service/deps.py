@@ -41,3 +41,13 @@ def get_queue(request: Request) -> JobQueue:
 
 CallerDep = Annotated[Caller, Depends(require_api_key)]
 JobQueueDep = Annotated[JobQueue, Depends(get_queue)]
+
+
+def rate_checked_caller(caller: CallerDep, queue: JobQueueDep) -> Caller:
+    """The caller, counted against its per-minute rate. FastAPI solves dependencies before it
+    validates the body, so a flood of invalid bodies (422) is limited like valid ones."""
+    queue.check_rate(caller)
+    return caller
+
+
+RateCheckedCallerDep = Annotated[Caller, Depends(rate_checked_caller)]

@@ -75,7 +75,9 @@ class Settings(CommonSettings):
     max_wait_s: float = Field(default=60.0, ge=0, le=60, description="Cap on ?wait=S.")
     max_waiters: int = Field(default=64, ge=0, le=10_000, description="Requests held by ?wait at once, per process.")
     max_queued_jobs: int = Field(default=100, ge=1, description="Jobs waiting for a worker; beyond it 429.")
-    rate_limit_per_minute: int = Field(default=60, ge=0, description="Submissions per API key per minute; 0 = off.")
+    rate_limit_per_minute: int = Field(
+        default=60, ge=0, description="POST /allocate per key per minute, invalid bodies too; 0 = off."
+    )
     metrics_key: str | None = Field(default=None, description="Bearer key for GET /metrics; unset = open.")
 
     @field_validator("api_keys", "model_allowlist", "model_dirs", mode="before")

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from heterolora.schemas import AllocateRequest, ErrorBody, JobStatus
-from service.deps import CallerDep, JobQueueDep, SettingsDep
+from service.deps import JobQueueDep, RateCheckedCallerDep, SettingsDep
 from service.jobs import Caller, JobQueue
 from service.policy import check_request
 from service.settings import Settings
@@ -24,7 +24,6 @@ ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 409, 413, 4
 
 def _submit(body: AllocateRequest, queue: JobQueue, settings: Settings, caller: Caller, key: str | None) -> JobStatus:
     check_request(body, settings)
-    queue.check_rate(caller)
     return queue.submit(body, key, caller)
 
 
@@ -41,7 +40,7 @@ async def allocate(
     response: Response,
     queue: JobQueueDep,
     settings: SettingsDep,
-    caller: CallerDep,
+    caller: RateCheckedCallerDep,
     wait: Annotated[float, Query(ge=0, le=60, description="Hold the request up to S seconds for the result.")] = 0,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JobStatus:

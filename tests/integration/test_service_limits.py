@@ -22,6 +22,7 @@ from service.settings import DEFAULT_MAX_BODY_BYTES
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 pytest_plugins = ("stack_fixtures",)  # fixture: model_root
 THIRD_KEY = "third-key-0123456789abcdef"
+FOURTH_KEY = "fourth-key-0123456789abcdef"
 MAX_WAITERS = 40
 MAX_QUEUED = 6
 RATE_PER_MINUTE = 100
@@ -33,7 +34,7 @@ def idle(tmp_path_factory: pytest.TempPathFactory, model_root: Path) -> Iterator
         tmp_path_factory.mktemp("limits"),
         model_root,
         worker=False,
-        HETEROLORA_API_KEYS=f"team-a:{API_KEY},team-b:{OTHER_KEY},team-c:{THIRD_KEY}",
+        HETEROLORA_API_KEYS=f"team-a:{API_KEY},team-b:{OTHER_KEY},team-c:{THIRD_KEY},team-d:{FOURTH_KEY}",
         HETEROLORA_MAX_WAITERS=str(MAX_WAITERS),
         HETEROLORA_MAX_QUEUED_JOBS=str(MAX_QUEUED),
         HETEROLORA_RATE_LIMIT_PER_MINUTE=str(RATE_PER_MINUTE),
@@ -107,6 +108,20 @@ def test_rate_limit_per_key(idle: Stack) -> None:
     assert statuses.count(202) >= RATE_PER_MINUTE
     with httpx.Client(base_url=idle.api.url, headers=auth(API_KEY)) as other:
         assert other.post("/allocate", json=body(seed=2)).status_code == 202  # another key is not limited
+
+
+def test_invalid_bodies_count_against_the_rate(idle: Stack) -> None:
+    """A key that floods /allocate with bodies that fail validation (422) is limited like one that
+    submits: the rate is checked before the body is validated."""
+    with httpx.Client(base_url=idle.api.url, headers=auth(FOURTH_KEY), timeout=30) as fourth:
+        statuses = []
+        for _ in range(2 * RATE_PER_MINUTE + 1):
+            r = fourth.post("/allocate", json={"model_id": "minilm", "samples": []})
+            statuses.append(r.status_code)
+            if r.status_code != 422:
+                break
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited"
+    assert set(statuses[:-1]) == {422} and len(statuses) - 1 >= RATE_PER_MINUTE
 
 
 def test_sample_sets_are_stored_once(idle: Stack) -> None:
