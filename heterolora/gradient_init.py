@@ -41,7 +41,7 @@ from heterolora.init_format import (
 from heterolora.plans import Plan
 from heterolora.proxies.context import ProxyContext
 from heterolora.search_space import Candidate, discover
-from heterolora.sketch import Sketches, resolve_scoring
+from heterolora.sketch import DenseSite, Sketches, resolve_scoring
 
 
 @dataclass(frozen=True)
@@ -113,13 +113,20 @@ class GradientSource:
     def factors(self, ranks: Mapping[str, int]) -> dict[str, SiteFactors]:
         """Top `ranks[name]` singular triplets per site; a sketch gives at most its width k."""
         if self.grads is not None:
-            return gradient_factors(self.grads, ranks, num_batches=self.num_batches, seed=self.seed)
+            return self._dense(ranks, self.grads)
         assert self.sketches is not None
-        out = {}
+        sites = self.sketches.sites
+        # Sites too small to sketch hold G densely: the randomized SVD is ~10x cheaper than a full one.
+        dense = {n: k for n, k in ranks.items() if isinstance(sites[n], DenseSite)}
+        out = self._dense(dense, {n: sites[n].g for n in dense})  # type: ignore[union-attr]
         for name, k in ranks.items():
-            low = self.sketches.sites[name].top(k)
-            out[name] = _canonical(low.u, low.s, low.vh, self.num_batches)
+            if name not in dense:
+                low = sites[name].top(k)
+                out[name] = _canonical(low.u, low.s, low.vh, self.num_batches)
         return out
+
+    def _dense(self, ranks: Mapping[str, int], grads: Mapping[str, torch.Tensor]) -> dict[str, SiteFactors]:
+        return gradient_factors(grads, ranks, num_batches=self.num_batches, seed=self.seed)
 
 
 def scoring_source(ctx: ProxyContext, sites: list[Candidate]) -> GradientSource:
