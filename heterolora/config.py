@@ -219,7 +219,7 @@ class AllocationConfig(_Strict):
         description="Gradient init: gora (base untouched) or lora_ga (function-preserving).",
     )
     learning_rate: float | None = Field(
-        default=None, gt=0, le=1, description="Learning rate the init is built for (default: gora 3e-3, lora_ga 1e-3)."
+        default=None, gt=0, le=1, description="Learning rate the init is built for (default 1e-3 for both variants)."
     )
 
     @field_validator("rank_set")

@@ -25,7 +25,8 @@ DEFAULT_FILE = "adapter.safetensors"
 # rate tuned for standard LoRA; lora_ga 69.42 at 1e-3 and 69.17 at 3e-3) and issue 14's calibration
 # (PEFT's lora_ga: 82.60 at 1e-3 on validation, majority-class collapse at 3e-3).
 DEFAULT_INIT_VARIANT: InitVariant = "gora"
-DEFAULT_LEARNING_RATE: dict[str, float] = {"lora_ga": 1e-3, "gora": 3e-3}
+# gora: the rate the round-3 hold-out sweep picked for it (docs/plan-format.md), as for standard LoRA
+DEFAULT_LEARNING_RATE: dict[str, float] = {"lora_ga": 1e-3, "gora": 1e-3}
 LORA_GA_GAMMA = 16  # LoRA-GA's stable scale: B * d_out**0.25 / sqrt(gamma) (PEFT's default gamma)
 MAX_ARTIFACT_BYTES = 2 << 30  # bound on a tensor file the SDK accepts (2 GiB)
 
