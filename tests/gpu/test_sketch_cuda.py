@@ -57,3 +57,24 @@ def test_streamed_plan_with_checkpointing_and_top_vectors_on_cuda() -> None:
     top = sketch_gradients(model, batches, discover(model), 8).top()
     for low in top.values():
         assert low.u.is_cuda and low.s.shape == (8,) and bool((low.s[:-1] >= low.s[1:]).all())
+
+
+def test_streamed_gradient_init_on_cuda_in_bf16() -> None:
+    """init="gradient" with streamed scoring on a bf16 model: the A/B file comes from the sketches
+    (no base-weight gradient), float32 on the CPU, and apply_plan loads it into a CUDA PeftModel."""
+    from safetensors.torch import load
+
+    from heterolora.apply import apply_plan
+    from heterolora.init_format import adapter_key
+
+    model, batches = _model(torch.bfloat16), _batches()
+    config = AllocationConfig(task="causal-lm", scoring="stream", init="gradient", rank_set=[2, 4, 8])
+    plan = compute_plan(model, batches, config)
+    assert plan.settings["scoring_passes"] == 1 and plan.settings["weights_dtype"] == "bfloat16"
+    assert all(p.grad is None for p in model.parameters())
+    tensors = load(plan.init_data)
+    assert {t.dtype for t in tensors.values()} == {torch.float32}
+    peft_model = apply_plan(model, plan, learning_rate=plan.recommended_learning_rate)
+    name = next(m.name for m in plan.lora_modules if m.rank > 0)
+    layer = peft_model.get_base_model().get_submodule(name)
+    assert torch.equal(layer.lora_B["default"].weight.float().cpu(), tensors[adapter_key(name, "B")])
