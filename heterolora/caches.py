@@ -17,7 +17,9 @@ class ModelCache:
     """Least-recently-used loaded models, keyed by (model id, task, num_labels, dtype, device).
     A second plan on the same model skips loading; the engine restores weights after scoring.
     It also keeps the last proxy scores per model, so a plan that differs from an earlier one
-    only in its budget or allocation options skips scoring too."""
+    only in its budget or allocation options skips scoring too. Scores made for a gradient init
+    are not kept: they carry the scoring pass's gradients (dense up to `scoring_memory_mb`, or the
+    sketches, on the model's device), which would stay allocated between jobs."""
 
     SCORES_PER_MODEL = 8
 
@@ -59,6 +61,8 @@ class ModelCache:
         return None if found is None else replace(found, scoring_s=0.0)
 
     def put_scores(self, key: CacheKey, score_id: str, scored: SiteScores) -> None:
+        if scored.gradients is not None:
+            return  # a plan with init="gradient" is scored afresh (see the class docstring)
         with self._lock:
             if key in self._items:
                 entries = self._scores.setdefault(key, OrderedDict())

@@ -61,3 +61,18 @@ def test_one_plan_discovers_the_sites_once(monkeypatch, options: dict) -> None:
     plan = heterolora.plan("minilm", builtin_sample()[:8], device="cpu", num_batches=1, **options)
     assert len(walks) == 1
     assert plan.modules and plan.model.num_layers == 6
+
+
+def test_scores_with_init_gradients_are_not_kept_between_jobs() -> None:
+    """A gradient-init plan's scores hold the scoring gradients (or sketches); the worker's cache
+    must not keep them alive after the job, so the same request is scored again."""
+    rows = builtin_sample()[:16]
+    request = AllocateRequest.model_validate(
+        {"model_id": "minilm", "samples": rows, **OPTIONS, "proxy": "rank_energy", "init": "gradient"}
+    )
+    cache = ModelCache(size=1)
+    first = run_request(request, cache=cache, device="cpu")
+    again = run_request(request, cache=cache, device="cpu")
+    assert (cache.hits, cache.misses) == (1, 1)  # the model is reused ...
+    assert again.timings["scoring_s"] > 0 and not cache._scores  # ... its gradients are not
+    assert again.init.sha256 == first.init.sha256  # and the init is the same
