@@ -137,6 +137,7 @@ class Sketches:
         rank: int,
         seed: int,
         device: torch.device,
+        *,
         dense: bool = False,
         oversampling: int = DEFAULT_SKETCH_OVERSAMPLING,
         devices: dict[str, torch.device] | None = None,

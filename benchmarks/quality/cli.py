@@ -43,7 +43,7 @@ QUICK_OUT = REPO / "out" / "bench-quick"
 def quality(**kw: object) -> None:
     """Fine-tune MiniLM with every arm at an equal LoRA budget; write quality-<task>.{json,md,png}."""
     from benchmarks.quality.report import write_report
-    from benchmarks.quality.runner import QUICK, pending_jobs, run_jobs
+    from benchmarks.quality.runner import QUICK, StaleRunFile, pending_jobs, run_jobs
 
     quick = bool(kw["quick"])
     settings = QUICK if quick else Settings()
@@ -65,7 +65,7 @@ def quality(**kw: object) -> None:
     if not kw["merge_only"]:
         try:
             jobs = pending_jobs(tasks, arms, seeds, runs_root, bool(kw["rerun"]), lrs, settings)
-        except ValueError as exc:  # StaleRunFile: never merge another round's run into this one
+        except StaleRunFile as exc:  # never merge another round's run into this one
             raise click.ClickException(str(exc)) from None
         click.echo(f"{len(jobs)} runs to do ({settings.epochs} epochs each)", err=True)
         lines = run_jobs(jobs, str(kw["data_dir"]), settings, runs_root, int(kw["workers"]), command)

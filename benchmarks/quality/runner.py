@@ -14,8 +14,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks.quality.arms import FAMILY_LR, ArmSpec, family_of
-from benchmarks.quality.train import Settings, run_label, run_one
+from benchmarks.quality.arms import ArmSpec
+from benchmarks.quality.train import Settings, run_label, run_one, with_family_rate
 
 QUICK = Settings(epochs=1, train_limit=32, eval_limit=32, scoring_batches=2, max_length=48)
 Job = tuple[str, str, int, float | None]  # task, arm, seed, learning rate (None: the family's)
@@ -56,8 +56,7 @@ def pending_jobs(
                     if rerun or not path.exists():
                         jobs.append((task, arm, seed, lr))
                     elif settings is not None:
-                        want = replace(settings, lr=lr or FAMILY_LR[family_of(spec.name)])
-                        _check_schedule(path, want)
+                        _check_schedule(path, with_family_rate(replace(settings, lr=lr), spec.name))
     return jobs
 
 

@@ -47,6 +47,11 @@ class Settings:
 HEADS = ("shipped", "mean")
 
 
+def with_family_rate(settings: Settings, arm_name: str) -> Settings:
+    """`settings` with the rate this arm trains at: the explicit one, else its family's (FAMILY_LR)."""
+    return replace(settings, lr=settings.lr or FAMILY_LR[family_of(arm_name)])
+
+
 def run_label(arm_label: str, settings: Settings) -> str:
     """The run file's arm name: an explicit learning rate (sweeps) is part of it."""
     return arm_label if settings.lr is None else f"{arm_label}__lr-{settings.lr:g}"
@@ -137,7 +142,7 @@ def run_one(
     device = resolve_device(settings.device)
     if device == "cpu":
         torch.set_num_threads(settings.threads)
-    settings = replace(settings, lr=settings.lr or FAMILY_LR[family_of(spec.name)], device=device)
+    settings = replace(with_family_rate(settings, spec.name), device=device)
     train_rows, held_rows = splits(data_dir, task, settings)
     loaded = load_model("minilm", "seq-cls", num_labels=2)  # seeds the new head itself: one init for all arms and seeds
     tok, model = loaded.tokenizer, loaded.model
