@@ -3,14 +3,19 @@ as a function of the model's shape, the tokens per batch, the sketch size and th
 
     weights      W = P · b                                   (b: bytes per weight)
     activations  A = T · L · (c_h · h + c_i · I) · b + 3 · T · V · 4   (saved for backward; logits in fp32)
-    train        W + A + 16 · P_lora                        (LoRA param, grad, two AdamW moments, fp32)
+    train        W + A + E + 16 · P_lora                    (LoRA param, grad, two AdamW moments, fp32)
     exact        W + A + Σ_sites d_out · d_in · (4 + b')    (summed .grad, copied to fp32 if b' = b < 4)
     stream       W + A + 4 · Σ_sites min(d_out · k + l · d_in, d_out · d_in)   (k = o·r_max + 1, l = 2k + 1)
 
 T tokens per batch, L layers, h hidden, I intermediate (FFN) width, V vocabulary (causal LM only).
 c_h, c_i count the per-token tensors autograd keeps when no weight needs a gradient (LLaMA: the two
 RMSNorm inputs and outputs, q/k/v/attention output, o_proj input: ≈ 11 h; gate, up, SiLU(gate),
-down_proj input: 4 I). A LoRA step keeps the same tensors (its A factors read the sites' inputs).
+down_proj input: 4 I). What a LoRA step keeps on top (E, `lora_step_extra`): the adapted sites'
+inputs its A factors read, T · L · (2h + I) · b (one of the shared inputs is kept anyway), and, for a
+model with dropout (BERT) in train mode, the materialised attention (scores, probabilities, dropped
+probabilities, mask: T · L · H · S · (3b + 1), S the sequence length) and the hidden dropout masks
+(T · L · 2h bytes). Scoring runs in eval mode and keeps neither. Both terms are checked against the
+tensors autograd saves (tests/unit/test_memory_model.py).
 """
 
 from __future__ import annotations
@@ -59,6 +64,9 @@ def check_model(model: Any) -> dict[str, Any]:
     return {
         "arch": "llama" if cfg.model_type == "llama" else "bert",
         "params": sum(p.numel() for p in model.parameters()),
+        "heads": cfg.num_attention_heads,
+        "attention_dropout": float(getattr(cfg, "attention_probs_dropout_prob", getattr(cfg, "attention_dropout", 0))),
+        "hidden_dropout": float(getattr(cfg, "hidden_dropout_prob", 0.0)),
         "bytes_per_weight": first.element_size(),
         "layers": cfg.num_hidden_layers,
         "hidden": cfg.hidden_size,
@@ -75,20 +83,32 @@ def activations(shape: dict[str, Any], tokens: int) -> float:
     return tokens * shape["layers"] * per_layer + 3 * tokens * shape["vocab"] * 4
 
 
+def lora_step_extra(shape: dict[str, Any], tokens: int, seq_len: int) -> float:
+    """Bytes a LoRA step in train mode keeps that eval-mode scoring does not (E in the docstring)."""
+    b, per_layer = shape["bytes_per_weight"], (2 * shape["hidden"] + shape["intermediate"]) * shape["bytes_per_weight"]
+    if shape.get("attention_dropout", 0.0) > 0:
+        per_layer += shape["heads"] * seq_len * (3 * b + 1)
+    if shape.get("hidden_dropout", 0.0) > 0:
+        per_layer += 2 * shape["hidden"]
+    return tokens * shape["layers"] * per_layer
+
+
 def sketch_bytes(sites: list[list[int]], r_max: int, oversampling: int) -> float:
     k = oversampling * r_max + 1
     l_rows = 2 * k + 1
     return 4 * sum(min(d_out * k + l_rows * d_in, d_out * d_in) for d_out, d_in in sites)
 
 
-def predict(shape: dict[str, Any], tokens: int, r_max: int, lora_params: int | None = None) -> dict[str, float]:
+def predict(
+    shape: dict[str, Any], tokens: int, r_max: int, lora_params: int | None = None, seq_len: int = 512
+) -> dict[str, float]:
     """Predicted peak MB above the imports for each variant the benchmark measures."""
     b = shape["bytes_per_weight"]
     base = shape["params"] * b + activations(shape, tokens)
     dense = sum(o * i for o, i in shape["sites"])
     lora = lora_params if lora_params is not None else shape["lora_params_r8"]
     out = {
-        "train": base + 16 * lora,
+        "train": base + lora_step_extra(shape, tokens, seq_len) + 16 * lora,
         "rank_energy/exact": base + dense * (4 + (b if b < 4 else 0)),
         "rank_energy/stream": base + sketch_bytes(shape["sites"], r_max, 2),
         "rank_energy/stream-k4": base + sketch_bytes(shape["sites"], r_max, 4),
@@ -104,6 +124,7 @@ def llama_shape(name: str, bytes_per_weight: int = 2) -> dict[str, Any]:
     return {
         "arch": "llama",
         "params": s["params"],
+        "heads": s["hidden"] // 128,
         "bytes_per_weight": bytes_per_weight,
         "layers": s["layers"],
         "hidden": h,
@@ -129,7 +150,7 @@ def gpu_table(tokens: int = 8 * 512, r_max: int = 64) -> list[dict[str, Any]]:
     """Peak GB and the smallest GPU for LLaMA-7B/13B/70B in bf16: LoRA step, exact, streamed."""
     rows = []
     for name in LLAMA:
-        mb = predict(llama_shape(name), tokens, r_max)
+        mb = predict(llama_shape(name), tokens, r_max, seq_len=512)
         rows.append({"model": f"LLaMA-{name}", **{k: round(v / 1024, 1) for k, v in mb.items()}})
         rows[-1] |= {f"gpu {k}": smallest_gpu(v) for k, v in mb.items()}
     return rows

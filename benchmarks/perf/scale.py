@@ -28,7 +28,7 @@ from typing import Any
 
 from benchmarks.perf.memory import lora_steps
 from benchmarks.perf.memory_model import LLAMA_SMALL, LLAMA_SYNTHETIC, check_model, llama_config, predict
-from benchmarks.perf.scale_report import write_report
+from benchmarks.perf.scale_report import model_check, read_section, save_section, write_report
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = "../shared/data/glue/mrpc/train.tsv"
@@ -188,6 +188,34 @@ def model_spec(model: str, task: str, dtype: str, data: str, num_batches: int, b
     return {"model": model, "dtype": dtype, "data": data, "config": config, "cost_per_rank": cost, "shape": shape}
 
 
+def predicted(shape: dict[str, Any], result: dict[str, Any]) -> dict[str, float]:
+    tokens, batch_size = result["tokens_per_batch"], result["spec"]["config"]["batch_size"]
+    return predict(shape, tokens, RANK_SET[-1], seq_len=tokens // batch_size)
+
+
+def remodel(out: Path) -> None:
+    """Recompute the memory model's predictions for the measured models in perf.json, without
+    measuring again (the model's formula changed; the measurements did not)."""
+    import torch
+    import transformers as T
+
+    from heterolora.loading import load_model
+
+    section = read_section(out)
+    for name, result in section["models"].items():
+        if name == "minilm":
+            model = load_model("minilm", "seq-cls").model
+        else:
+            shape = LLAMA_SMALL if name == "llama-small" else LLAMA_SYNTHETIC
+            cfg = llama_config(shape, 512, tie_word_embeddings=False)
+            with torch.device("meta"):
+                model = T.LlamaForCausalLM(cfg)
+        shape = check_model(model) | {"bytes_per_weight": result["spec"]["shape"]["bytes_per_weight"]}
+        result["predicted_mb"] = predicted(shape, result)
+        result["memory_model_ratio"] = model_check(result)
+    save_section(out, section)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -198,9 +226,13 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--remodel", action="store_true", help="recompute the memory model's predictions only")
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
+        return
+    if args.remodel:
+        remodel(Path(args.out))
         return
     proxies = args.proxies.split(",")
     results: dict[str, Any] = {}
@@ -218,7 +250,7 @@ def main() -> None:
                 spec = model_spec(str(folder), "causal-lm", "float32", args.data, args.num_batches,
                                   args.batch_size, args.max_length)  # fmt: skip
             results[name] = run_model(name, spec, proxies)
-            results[name]["predicted_mb"] = predict(spec["shape"], results[name]["tokens_per_batch"], RANK_SET[-1])
+            results[name]["predicted_mb"] = predicted(spec["shape"], results[name])
     command = "python -m benchmarks.perf.scale " + " ".join(sys.argv[1:])
     write_report(Path(args.out), results, command, round(time.perf_counter() - t0, 1))
 

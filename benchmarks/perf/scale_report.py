@@ -28,10 +28,21 @@ def write_report(out: Path, results: dict[str, Any], command: str, wall_s: float
     for r in results.values():
         r["command"] = command
     out.mkdir(parents=True, exist_ok=True)
+    previous = read_section(out)
+    models = previous.get("models", {}) | results  # a run of some models keeps the others
+    save_section(out, {"command": command, "wall_s": wall_s, "models": models})
+
+
+def read_section(out: Path) -> dict[str, Any]:
+    path = out / "perf.json"
+    return json.loads(path.read_text()).get("scale", {}) if path.is_file() else {}
+
+
+def save_section(out: Path, section: dict[str, Any]) -> None:
+    """Write the scale section (targets and GPU table recomputed) into perf.json and perf-scale.md."""
+    section = section | {"targets": TARGETS, "gpus": gpu_table()}
     path = out / "perf.json"
     merged = json.loads(path.read_text()) if path.is_file() else {}
-    models = merged.get("scale", {}).get("models", {}) | results  # a run of some models keeps the others
-    section = {"command": command, "wall_s": wall_s, "targets": TARGETS, "models": models, "gpus": gpu_table()}
     merged["scale"] = section
     path.write_text(json.dumps(merged, indent=2) + "\n")
     (out / "perf-scale.md").write_text(markdown(section))

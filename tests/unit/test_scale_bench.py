@@ -10,9 +10,11 @@ from benchmarks.perf.scale_report import markdown, write_report
 
 def test_memory_model_orders_the_variants_and_sketches_are_capped_by_dense() -> None:
     mb = predict(llama_shape("7B"), tokens=4096, r_max=64)
-    assert mb["train"] < mb["rank_energy/stream"] < mb["rank_energy/stream-k4"] < mb["rank_energy/exact"]
+    assert mb["rank_energy/stream"] < mb["rank_energy/stream-k4"] < mb["rank_energy/exact"]
+    # a LoRA step keeps the sites' inputs for its A factors (~4.7 GB here), streamed scoring 1.4 GB of sketches
+    assert mb["rank_energy/stream"] < mb["train"] < mb["rank_energy/stream"] + 5_000
     # exact adds 6 bytes per adapted bf16 weight (the .grad and its float32 copy): ~36 GB for 6.5B
-    assert 35_000 < mb["rank_energy/exact"] - mb["train"] < 38_000  # MB
+    assert 33_000 < mb["rank_energy/exact"] - mb["rank_energy/stream"] < 36_500  # MB
     assert sketch_bytes([[64, 64]], 64, 2) == 4 * 64 * 64  # a small site is held densely
     assert sketch_bytes([[4096, 4096]], 64, 2) == 4 * (4096 * 129 + 259 * 4096)
     assert smallest_gpu(30_000) == "40 GB" and smallest_gpu(200_000) == "4 x 80 GB"
