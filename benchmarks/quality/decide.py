@@ -1,0 +1,89 @@
+"""The round-3 decision rule (docs/quality.md, "Decision rule for the shipped default"), applied to
+the merged reports as they stand: which candidate, if any, becomes the default.
+
+    python -m benchmarks.quality.decide            # reads quality-mrpc.json and quality-rte.json
+
+The rule was fixed in a commit before the final runs; this module only reads it mechanically, so the
+verdict in the README can be reproduced from the committed run files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+CANDIDATES = ("heterolora", "heterolora_init", "uniform_all_init")  # arms 2-4
+GOAL_POINTS = 1.6  # way 1: paired mean difference, final epoch
+ALPHA = 0.05  # way 1: Holm-corrected Wilcoxon p
+WAY2_FLOOR = -1.0  # way 2: lower end of the CI of (arm after epoch 1 - baseline after epoch 3)
+SEEDS_REQUIRED = {"mrpc": 10, "rte": 5}
+
+
+def _arms(report: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    return {a["name"]: a for a in report["arms"]} if report else {}
+
+
+def judge(name: str, mrpc: dict[str, dict[str, Any]], rte: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One candidate against the rule; every test is reported, with why it fails."""
+    arm, out = mrpc.get(name), {"arm": name, "reasons": []}
+    if arm is None or len(arm["seeds"]) < SEEDS_REQUIRED["mrpc"]:
+        out["reasons"].append(f"MRPC: {len(arm['seeds']) if arm else 0} of {SEEDS_REQUIRED['mrpc']} seeds")
+        out["complete"] = False
+    delta, ci, p = (
+        (arm or {}).get("paired_delta", {}),
+        (arm or {}).get("paired_ci95"),
+        (arm or {}).get("wilcoxon_p_holm"),
+    )
+    out["way1"] = bool(
+        delta.get("mean") is not None
+        and delta["mean"] >= GOAL_POINTS
+        and ci
+        and ci[0] > 0
+        and p is not None
+        and p < ALPHA
+    )
+    if not out["way1"]:
+        out["reasons"].append(f"way 1: paired Δ {delta.get('mean')} (goal ≥ {GOAL_POINTS}), CI {ci}, Holm p {p}")
+    early = (arm or {}).get("epoch1_vs_baseline_final") or {}
+    early_ci = early.get("ci95")
+    out["way2"] = bool(early.get("mean") is not None and early["mean"] >= 0 and early_ci and early_ci[0] >= WAY2_FLOOR)
+    if not out["way2"]:
+        out["reasons"].append(f"way 2: epoch 1 − baseline final {early.get('mean')}, CI {early_ci}")
+    on_rte = rte.get(name)
+    rte_ci = on_rte.get("paired_ci95") if on_rte else None
+    rte_n = len(on_rte["seeds"]) if on_rte else 0
+    out["rte_not_worse"] = bool(rte_ci and rte_ci[1] >= 0 and rte_n >= SEEDS_REQUIRED["rte"])
+    if not out["rte_not_worse"]:
+        out["reasons"].append(f"RTE: {rte_n} seeds, paired CI {rte_ci} (upper end must be ≥ 0)")
+    out.setdefault("complete", True)
+    out["meets_goal"] = (out["way1"] or out["way2"]) and out["rte_not_worse"] and out["complete"]
+    out["mrpc_paired_delta"] = delta.get("mean")
+    return out
+
+
+def decide(mrpc: dict[str, Any], rte: dict[str, Any] | None) -> dict[str, Any]:
+    """The verdict: the chosen default (the larger MRPC paired Δ, way 1 before way 2) or None."""
+    by_name, rte_arms = _arms(mrpc), _arms(rte)
+    verdicts = [judge(name, by_name, rte_arms) for name in CANDIDATES]
+    winners = sorted((v for v in verdicts if v["meets_goal"]), key=lambda v: (v["way1"], v["mrpc_paired_delta"]))
+    return {"candidates": verdicts, "chosen": winners[-1]["arm"] if winners else None}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", default="benchmarks/results")
+    args = ap.parse_args()
+    folder = Path(args.results)
+    rte_path = folder / "quality-rte.json"
+    mrpc = json.loads((folder / "quality-mrpc.json").read_text())
+    verdict = decide(mrpc, json.loads(rte_path.read_text()) if rte_path.is_file() else None)
+    for v in verdict["candidates"]:
+        state = "MEETS the goal" if v["meets_goal"] else "does not meet the goal"
+        print(f"{v['arm']}: {state}" + "".join(f"\n  - {r}" for r in v["reasons"]))
+    print(f"chosen default: {verdict['chosen'] or 'none; the current default stays'}")
+
+
+if __name__ == "__main__":
+    main()

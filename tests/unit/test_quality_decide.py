@@ -1,0 +1,43 @@
+"""The round-3 decision rule read mechanically from merged reports (benchmarks/quality/decide.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.quality.decide import decide
+
+
+def arm(
+    name: str, n: int, delta: float, ci: list[float], p: float, early: float = -8.0, early_lo: float = -9.0
+) -> dict[str, Any]:
+    return {
+        "name": name, "seeds": list(range(n)), "paired_delta": {"mean": delta}, "paired_ci95": ci,
+        "wilcoxon_p_holm": p, "epoch1_vs_baseline_final": {"mean": early, "ci95": [early_lo, early + 1]},
+    }  # fmt: skip
+
+
+def test_way_one_beats_way_two_and_rte_can_veto() -> None:
+    mrpc = {"arms": [
+        arm("heterolora", 7, 2.5, [1.0, 4.0], 0.01),  # best numbers, but only 7 of 10 seeds
+        arm("heterolora_init", 10, 1.7, [0.5, 2.9], 0.01),  # way 1
+        arm("uniform_all_init", 10, 1.9, [-0.2, 4.0], 0.2, early=0.3, early_lo=-0.8),  # way 2 only
+    ]}  # fmt: skip
+    rte = {"arms": [arm(n, 5, 0.0, [-1.0, 1.0], 0.9) for n in ("heterolora", "heterolora_init", "uniform_all_init")]}
+    verdict = decide(mrpc, rte)
+    by_arm = {v["arm"]: v for v in verdict["candidates"]}
+    assert not by_arm["heterolora"]["meets_goal"] and "MRPC: 7 of 10 seeds" in by_arm["heterolora"]["reasons"]
+    assert by_arm["heterolora_init"]["way1"] and not by_arm["heterolora_init"]["way2"]
+    assert by_arm["uniform_all_init"]["way2"] and not by_arm["uniform_all_init"]["way1"]
+    assert verdict["chosen"] == "heterolora_init"  # way 1 before way 2, though way 2's Δ is larger
+
+    rte["arms"][1]["paired_ci95"] = [-3.0, -0.1]  # worse on RTE: vetoed
+    assert decide(mrpc, rte)["chosen"] == "uniform_all_init"
+    assert decide(mrpc, None)["chosen"] is None  # no RTE runs, no default change
+
+
+def test_nothing_meets_the_goal_below_the_threshold() -> None:
+    mrpc = {"arms": [arm(n, 10, 1.5, [0.2, 2.8], 0.01) for n in ("heterolora", "heterolora_init", "uniform_all_init")]}
+    rte = {"arms": [arm(n, 5, 0.0, [-1.0, 1.0], 0.9) for n in ("heterolora", "heterolora_init", "uniform_all_init")]}
+    verdict = decide(mrpc, rte)
+    assert verdict["chosen"] is None
+    assert all("way 1: paired Δ 1.5" in v["reasons"][0] for v in verdict["candidates"])
