@@ -85,7 +85,8 @@ def activations(shape: dict[str, Any], tokens: int) -> float:
 
 def lora_step_extra(shape: dict[str, Any], tokens: int, seq_len: int) -> float:
     """Bytes a LoRA step in train mode keeps that eval-mode scoring does not (E in the docstring)."""
-    b, per_layer = shape["bytes_per_weight"], (2 * shape["hidden"] + shape["intermediate"]) * shape["bytes_per_weight"]
+    b = shape["bytes_per_weight"]
+    per_layer = (2 * shape["hidden"] + shape["intermediate"]) * b
     if shape.get("attention_dropout", 0.0) > 0:
         per_layer += shape["heads"] * seq_len * (3 * b + 1)
     if shape.get("hidden_dropout", 0.0) > 0:
@@ -150,7 +151,7 @@ def gpu_table(tokens: int = 8 * 512, r_max: int = 64) -> list[dict[str, Any]]:
     """Peak GB and the smallest GPU for LLaMA-7B/13B/70B in bf16: LoRA step, exact, streamed."""
     rows = []
     for name in LLAMA:
-        mb = predict(llama_shape(name), tokens, r_max, seq_len=512)
+        mb = predict(llama_shape(name), tokens, r_max)
         rows.append({"model": f"LLaMA-{name}", **{k: round(v / 1024, 1) for k, v in mb.items()}})
         rows[-1] |= {f"gpu {k}": smallest_gpu(v) for k, v in mb.items()}
     return rows

@@ -205,9 +205,10 @@ def remodel(out: Path) -> None:
     for name, result in section["models"].items():
         if name == "minilm":
             model = load_model("minilm", "seq-cls").model
-        else:
-            shape = LLAMA_SMALL if name == "llama-small" else LLAMA_SYNTHETIC
-            cfg = llama_config(shape, 512, tie_word_embeddings=False)
+        else:  # the shape only: no weights needed
+            cfg = llama_config(
+                LLAMA_SMALL if name == "llama-small" else LLAMA_SYNTHETIC, 512, tie_word_embeddings=False
+            )
             with torch.device("meta"):
                 model = T.LlamaForCausalLM(cfg)
         shape = check_model(model) | {"bytes_per_weight": result["spec"]["shape"]["bytes_per_weight"]}

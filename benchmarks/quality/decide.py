@@ -27,15 +27,12 @@ def _arms(report: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
 
 def judge(name: str, mrpc: dict[str, dict[str, Any]], rte: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """One candidate against the rule; every test is reported, with why it fails."""
-    arm, out = mrpc.get(name), {"arm": name, "reasons": []}
-    if arm is None or len(arm["seeds"]) < SEEDS_REQUIRED["mrpc"]:
-        out["reasons"].append(f"MRPC: {len(arm['seeds']) if arm else 0} of {SEEDS_REQUIRED['mrpc']} seeds")
-        out["complete"] = False
-    delta, ci, p = (
-        (arm or {}).get("paired_delta", {}),
-        (arm or {}).get("paired_ci95"),
-        (arm or {}).get("wilcoxon_p_holm"),
-    )
+    arm, out = mrpc.get(name) or {}, {"arm": name, "reasons": []}
+    n_seeds = len(arm.get("seeds", []))
+    out["complete"] = n_seeds >= SEEDS_REQUIRED["mrpc"]
+    if not out["complete"]:
+        out["reasons"].append(f"MRPC: {n_seeds} of {SEEDS_REQUIRED['mrpc']} seeds")
+    delta, ci, p = arm.get("paired_delta", {}), arm.get("paired_ci95"), arm.get("wilcoxon_p_holm")
     out["way1"] = bool(
         delta.get("mean") is not None
         and delta["mean"] >= GOAL_POINTS
@@ -46,18 +43,16 @@ def judge(name: str, mrpc: dict[str, dict[str, Any]], rte: dict[str, dict[str, A
     )
     if not out["way1"]:
         out["reasons"].append(f"way 1: paired Δ {delta.get('mean')} (goal ≥ {GOAL_POINTS}), CI {ci}, Holm p {p}")
-    early = (arm or {}).get("epoch1_vs_baseline_final") or {}
+    early = arm.get("epoch1_vs_baseline_final") or {}
     early_ci = early.get("ci95")
     out["way2"] = bool(early.get("mean") is not None and early["mean"] >= 0 and early_ci and early_ci[0] >= WAY2_FLOOR)
     if not out["way2"]:
         out["reasons"].append(f"way 2: epoch 1 − baseline final {early.get('mean')}, CI {early_ci}")
-    on_rte = rte.get(name)
-    rte_ci = on_rte.get("paired_ci95") if on_rte else None
-    rte_n = len(on_rte["seeds"]) if on_rte else 0
+    on_rte = rte.get(name) or {}
+    rte_ci, rte_n = on_rte.get("paired_ci95"), len(on_rte.get("seeds", []))
     out["rte_not_worse"] = bool(rte_ci and rte_ci[1] >= 0 and rte_n >= SEEDS_REQUIRED["rte"])
     if not out["rte_not_worse"]:
         out["reasons"].append(f"RTE: {rte_n} seeds, paired CI {rte_ci} (upper end must be ≥ 0)")
-    out.setdefault("complete", True)
     out["meets_goal"] = (out["way1"] or out["way2"]) and out["rte_not_worse"] and out["complete"]
     out["mrpc_paired_delta"] = delta.get("mean")
     return out

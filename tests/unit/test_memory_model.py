@@ -48,12 +48,12 @@ def test_lora_step_extra_matches_the_tensors_autograd_saves(arch: str) -> None:
     ids = torch.randint(1, 512, (BATCH, SEQ))
     batch = {"input_ids": ids, "labels": ids if arch == "llama" else torch.zeros(BATCH, dtype=torch.long)}
     scoring = tiny(arch)
-    shape = check_model(scoring)
+    shape, targets = check_model(scoring), [c.name for c in discover(scoring)]
     for p in scoring.parameters():
         p.requires_grad_(False)
     scoring.get_input_embeddings().weight.requires_grad_(True)
     scored = saved_bytes(scoring, batch, train=False)
-    lora = get_peft_model(tiny(arch), LoraConfig(r=2, target_modules=[c.name for c in discover(tiny(arch))]))
+    lora = get_peft_model(tiny(arch), LoraConfig(r=2, target_modules=targets))
     stepped = saved_bytes(lora, batch, train=True)
     predicted = lora_step_extra(shape, BATCH * SEQ, SEQ)
     assert stepped > scored
