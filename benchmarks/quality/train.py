@@ -171,6 +171,7 @@ def run_one(
         "plan_seconds": round(plan_seconds, 3),
         **result,
         "ranks": ranks,
+        **reallocations(peft_model),
         "settings": asdict(settings),
         "sizes": {"train": len(train_data), "eval": len(held)},
         "command": command,
@@ -188,3 +189,24 @@ def adapter_params(peft_model: Any, head_params: int) -> int:
     if dynamic is not None:
         return int(dynamic.config.active_params)
     return sum(p.numel() for p in peft_model.parameters() if p.requires_grad) - head_params
+
+
+def reallocations(peft_model: Any) -> dict[str, list[dict[str, int]]]:
+    """For the dynamic arm, each re-allocation's step, active units and parameters, and how many units
+    it switched on that were off before (the churn); nothing for a static arm."""
+    dynamic = getattr(peft_model, "heterolora_dynamic", None)
+    if dynamic is None:
+        return {}
+    rows, before = [], set()
+    for record in dynamic.history:
+        active = set(record["active"])
+        rows.append(
+            {
+                "step": record["step"],
+                "active": len(active),
+                "active_params": record["active_params"],
+                "switched": len(active - before),
+            }
+        )
+        before = active
+    return {"reallocations": rows}

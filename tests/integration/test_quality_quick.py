@@ -33,9 +33,8 @@ def test_quick_benchmark_writes_json_table_and_plot(tmp_path: Path) -> None:
         assert len(arm["accuracy"]) == len(arm["f1"]) == 1
         assert 0.0 <= arm["accuracy"][0] <= 100.0 and arm["plan_seconds"] >= 0 and arm["train_seconds"] > 0
     assert (tmp_path / "quality-mrpc.png").stat().st_size > 1000
-    assert (
-        "| uniform_all | baseline | 0.001 | 82944 | 770 | 1 |"
-    )  # the uniform family's picked rate in (tmp_path / "quality-mrpc.md").read_text()
+    table = (tmp_path / "quality-mrpc.md").read_text()
+    assert "| uniform_all | baseline | 0.001 | 82944 | 770 | 1 |" in table  # the uniform family's picked rate
 
 
 @pytest.mark.skipif(not (GLUE / "mrpc" / "train.tsv").is_file(), reason="GLUE copy not present")
@@ -47,6 +46,11 @@ def test_quick_shortcut_and_dynamic_arms(tmp_path: Path) -> None:
     assert arms["heterolora_shortcuts"]["kind"] == "shortcut" and arms["dynamic"]["kind"] == "dynamic"
     assert 82944 - 1920 * 2 < arms["heterolora_shortcuts"]["lora_params"] <= 82944  # LoRA + shortcut factors
     assert arms["dynamic"]["lora_params"] == 82944  # the most active at once
+    dynamic = json.loads(next((tmp_path / "quality-runs").rglob("dynamic-s0.json")).read_text())
+    steps = [r["step"] for r in dynamic["reallocations"]]
+    assert steps[0] == 0 and steps == sorted(set(steps)) and len(steps) >= 2  # step 0, then every 0.2 epoch
+    assert all(0 < r["active_params"] <= 82944 for r in dynamic["reallocations"])
+    assert dynamic["reallocations"][0]["switched"] == dynamic["reallocations"][0]["active"]  # all new at step 0
     run = json.loads(next((tmp_path / "quality-runs").rglob("heterolora_shortcuts-s0.json")).read_text())
     assert any(".shortcuts." in name for name in run["ranks"])  # e.g. encoder.layer.3.shortcuts.residual2
 
