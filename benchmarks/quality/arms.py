@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmarks.quality.peers import ALPHA_RATIO, dynamic_arm, eva_arm, lora_ga_arm
+from benchmarks.quality.peers import ALPHA_RATIO, DYNAMIC_RANKS, dynamic_arm, eva_arm, lora_ga_arm
 from heterolora.allocation import Item, allocate_ranks, scalar_curve
 from heterolora.apply import apply_plan
 from heterolora.config import PROXY_NAMES, AllocationConfig
@@ -42,7 +42,16 @@ ROUND3_ARMS = ("uniform_all", "heterolora", *INIT_ARMS, "peft_lora_ga", "dynamic
 # lora_ga: 1e-3, picked by the sweep on peft_lora_ga (3 seeds; 75.91 vs 75.61 at 3e-4, 66.56 at 3e-3).
 # dynamic: 3e-4, picked by the sweep on dynamic (3 seeds; 68.44 vs 67.78 at 1e-3, 67.51 at 3e-3; all near
 #   the hold-out's majority class, 66.6 %).
-FAMILY_LR = {"uniform": 1e-3, "heterolora": 1e-3, "init": 1e-3, "lora_ga": 1e-3, "eva": 3e-3, "dynamic": 3e-4}
+# dynamic_wide: 1e-3 (the static families' pick) until its own sweep picks one (docs/quality.md, arm 8).
+FAMILY_LR = {
+    "uniform": 1e-3,
+    "heterolora": 1e-3,
+    "init": 1e-3,
+    "lora_ga": 1e-3,
+    "eva": 3e-3,
+    "dynamic": 3e-4,
+    "dynamic_wide": 1e-3,
+}
 
 
 @dataclass(frozen=True)
@@ -76,7 +85,7 @@ class ArmSpec:
 def arm_names() -> list[str]:
     hetero = [f"heterolora_{p}" for p in PROXY_NAMES]
     peers = ["eva", "peft_lora_ga"]
-    later = ["heterolora_shortcuts", "dynamic"]  # (g) and (h)
+    later = ["heterolora_shortcuts", *DYNAMIC_RANKS]  # (g) and (h) at two ranks
     first = ["uniform_qv_r8", "uniform_all", "heterolora", *hetero, "heterolora_fraction", "random", *INIT_ARMS]
     return [*first, *peers, *later]
 
@@ -84,8 +93,10 @@ def arm_names() -> list[str]:
 def kind_of(name: str) -> str:
     if name in INIT_ARMS:
         return "init"
-    if name in ("heterolora_shortcuts", "dynamic"):
-        return "shortcut" if name == "heterolora_shortcuts" else "dynamic"
+    if name == "heterolora_shortcuts":
+        return "shortcut"
+    if name in DYNAMIC_RANKS:
+        return "dynamic"
     if name.startswith("uniform"):
         return "baseline"
     if name.startswith("heterolora"):
@@ -98,11 +109,13 @@ FAMILY_OF_KIND = {"baseline": "uniform", "heterolora": "heterolora", "control": 
 
 def family_of(name: str) -> str:
     """The learning-rate family: arms that differ only in where the ranks go share a rate; each peer
-    has its own."""
+    and each dynamic arm (its rank changes the step each unit takes) has its own."""
     kind = kind_of(name)
     if kind == "peer":
         return "eva" if name == "eva" else "lora_ga"
-    return FAMILY_OF_KIND.get(kind, kind)  # init, dynamic
+    if kind == "dynamic":
+        return name
+    return FAMILY_OF_KIND.get(kind, kind)  # init
 
 
 def budget_limit(model: nn.Module) -> int:
@@ -186,8 +199,9 @@ def build_arm(
         return eva_arm(model, scoring, seed)
     if spec.name == "peft_lora_ga":
         return lora_ga_arm(arm_plan(ArmSpec("uniform_all"), model, scoring, seed), model, scoring, seed)
-    if spec.name == "dynamic":
-        return dynamic_arm(model, scoring, seed, budget_limit(model), spec.config_options())
+    if spec.name in DYNAMIC_RANKS:
+        rank = DYNAMIC_RANKS[spec.name]
+        return dynamic_arm(model, scoring, seed, budget_limit(model), spec.config_options(), rank)
     t0 = time.perf_counter()
     plan = arm_plan(spec, model, scoring, seed, lr)
     seconds = time.perf_counter() - t0

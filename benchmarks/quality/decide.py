@@ -2,6 +2,7 @@
 the merged reports as they stand: which candidate, if any, becomes the default.
 
     python -m benchmarks.quality.decide            # reads quality-mrpc.json and quality-rte.json
+    python -m benchmarks.quality.decide --versus dynamic_wide,dynamic   # arm 8 - arm 6 (amendment)
 
 The rule was fixed in a commit before the final runs; this module only reads it mechanically, so the
 verdict in the README can be reproduced from the committed run files.
@@ -13,6 +14,8 @@ import argparse
 import json
 from pathlib import Path
 from typing import Any
+
+from benchmarks.quality.stats import paired
 
 CANDIDATES = ("heterolora", "heterolora_init", "uniform_all_init")  # arms 2-4
 GOAL_POINTS = 1.6  # way 1: paired mean difference, final epoch
@@ -66,11 +69,32 @@ def decide(mrpc: dict[str, Any], rte: dict[str, Any] | None) -> dict[str, Any]:
     return {"candidates": verdicts, "chosen": winners[-1]["arm"] if winners else None}
 
 
+def versus(mrpc: dict[str, Any], arm: str, other: str) -> dict[str, Any]:
+    """`arm` minus `other` on the MRPC seeds both ran (final epoch): the paired statistics, and
+    whether the interval lies above 0 (the amendment's rule for `heterolora.dynamic`'s rank)."""
+    by_name = _arms(mrpc)
+    if arm not in by_name or other not in by_name:
+        raise SystemExit(f"--versus: both arms must be in the report (have {sorted(by_name)})")
+
+    def by_seed(name: str) -> dict[int, float]:
+        return dict(zip(by_name[name]["seeds"], by_name[name]["accuracy"], strict=True))
+
+    out = paired(by_seed(arm), by_seed(other))
+    out["above_zero"] = bool(out["ci95"] and out["ci95"][0] > 0)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", default="benchmarks/results")
+    ap.add_argument("--versus", help="ARM,OTHER: ARM minus OTHER on MRPC, paired over shared seeds")
     args = ap.parse_args()
     folder = Path(args.results)
+    if args.versus:
+        arm, _, other = args.versus.partition(",")
+        result = versus(json.loads((folder / "quality-mrpc.json").read_text()), arm, other)
+        print(f"{arm} − {other}: " + ", ".join(f"{k} {v}" for k, v in result.items()))
+        return
     rte_path = folder / "quality-rte.json"
     mrpc = json.loads((folder / "quality-mrpc.json").read_text())
     verdict = decide(mrpc, json.loads(rte_path.read_text()) if rte_path.is_file() else None)

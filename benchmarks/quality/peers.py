@@ -14,7 +14,9 @@ from heterolora.plans import Plan
 from heterolora.search_space import discover, head_modules
 
 ALPHA_RATIO = 2.0  # lora_alpha = 2 r in every arm (the engine's default alpha_ratio)
-DYNAMIC_RANK = 8  # every candidate allocated at 4 x the baseline's rank 2, a quarter of it active
+# Rank every candidate is allocated at, per dynamic arm. dynamic (h): the authors' 8, 4 x the
+# baseline's rank 2, so the budget holds about a quarter of the sites; dynamic_wide: 4, about half.
+DYNAMIC_RANKS = {"dynamic": 8, "dynamic_wide": 4}
 Batches = list[dict[str, torch.Tensor]]
 
 
@@ -67,16 +69,16 @@ def lora_ga_arm(uniform: Plan, model: nn.Module, scoring: Batches, seed: int) ->
 
 
 def dynamic_arm(
-    model: nn.Module, scoring: Batches, seed: int, limit: int, options: dict[str, Any]
+    model: nn.Module, scoring: Batches, seed: int, limit: int, options: dict[str, Any], rank: int
 ) -> tuple[Any, float, dict[str, int]]:
-    """(h): every site at DYNAMIC_RANK, re-scored every 0.2 epoch, at most `limit` LoRA parameters
-    active at once. The training loop finds the controller on the model (`heterolora_dynamic`)."""
+    """(h): every site at `rank`, re-scored every 0.2 epoch, at most `limit` LoRA parameters active
+    at once. The training loop finds the controller on the model (`heterolora_dynamic`)."""
     from heterolora.dynamic import DynamicConfig, DynamicController, prepare_model
 
     t0 = time.perf_counter()
     torch.manual_seed(10_000 + seed)
-    peft_model = prepare_model(model, rank=DYNAMIC_RANK, alpha=ALPHA_RATIO * DYNAMIC_RANK)
+    peft_model = prepare_model(model, rank=rank, alpha=ALPHA_RATIO * rank)
     config = DynamicConfig(active_params=limit, active_fraction=None, realloc_every=0.2, seed=seed, **options)
     controller = DynamicController(peft_model, scoring, config)
     object.__setattr__(peft_model, "heterolora_dynamic", controller)
-    return peft_model, time.perf_counter() - t0, {u.name: DYNAMIC_RANK for u in controller.units}
+    return peft_model, time.perf_counter() - t0, {u.name: rank for u in controller.units}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.quality.decide import decide
+from benchmarks.quality.decide import decide, versus
 
 
 def arm(
@@ -41,3 +41,14 @@ def test_nothing_meets_the_goal_below_the_threshold() -> None:
     verdict = decide(mrpc, rte)
     assert verdict["chosen"] is None
     assert all("way 1: paired Δ 1.5" in v["reasons"][0] for v in verdict["candidates"])
+
+
+def test_versus_pairs_two_arms_on_their_shared_seeds() -> None:
+    report = {"arms": [
+        {"name": "dynamic_wide", "seeds": [0, 1, 2, 3], "accuracy": [80.0, 79.0, 81.0, 50.0]},
+        {"name": "dynamic", "seeds": [0, 1, 2], "accuracy": [71.0, 72.0, 71.0]},
+    ]}  # fmt: skip
+    out = versus(report, "dynamic_wide", "dynamic")  # seed 3 has no pair
+    assert out["n"] == 3 and out["mean"] == 8.667 and out["wins"] == 3 and out["above_zero"]
+    report["arms"][0]["accuracy"] = [72.0, 71.0, 71.5, 50.0]  # +1, -1, +0.5: the interval spans 0
+    assert not versus(report, "dynamic_wide", "dynamic")["above_zero"]

@@ -65,3 +65,23 @@ def test_init_arms_build_their_init_for_the_rate_they_train_at() -> None:
             warnings.simplefilter("error", LearningRateWarning)
             peft_model, _, _ = build_arm(ArmSpec(name), tiny_model("bert"), random_batches(n=2), seed=0, lr=3e-4)
         assert peft_model.heterolora_plan.recommended_learning_rate == 3e-4
+
+
+def test_dynamic_arms_differ_only_in_the_rank_every_site_gets() -> None:
+    """Arm 6 (`dynamic`, every site at r = 8) and the exploratory `dynamic_wide` (r = 4): same budget
+    of active parameters, each its own learning-rate family; at r = 4 the budget holds twice the sites."""
+    from benchmarks.quality.arms import ArmSpec, budget_limit, build_arm, family_of, kind_of
+
+    active = {}
+    for name, rank in (("dynamic", 8), ("dynamic_wide", 4)):
+        assert kind_of(name) == "dynamic" and family_of(name) == name
+        model = tiny_model("bert")
+        limit = budget_limit(model)
+        peft_model, _, ranks = build_arm(ArmSpec(name), model, random_batches(n=2), seed=0)
+        assert set(ranks.values()) == {rank} and len(ranks) == 12
+        controller = peft_model.heterolora_dynamic
+        assert controller.config.active_params == limit
+        chosen = controller.reallocate()
+        assert controller.active_params <= limit
+        active[name] = len(chosen)
+    assert active["dynamic_wide"] >= 2 * active["dynamic"] - 1

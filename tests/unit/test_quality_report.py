@@ -50,8 +50,9 @@ def test_arm_spec_overrides_and_kinds() -> None:
     assert [kind_of(n) for n in ("uniform_all", "heterolora_snip", "random", "eva")] == [
         "baseline", "heterolora", "control", "peer"
     ]  # fmt: skip
-    # (a)-(f): 11, (g) heterolora_shortcuts, (h) dynamic; round 3: the default plan, two init arms, LoRA-GA
-    assert len(arm_names()) == 17
+    # (a)-(f): 11, (g) heterolora_shortcuts, (h) dynamic; round 3: the default plan, two init arms, LoRA-GA,
+    # and (h) at rank 4, dynamic_wide
+    assert len(arm_names()) == 18
     assert [kind_of(n) for n in ("heterolora_shortcuts", "dynamic")] == ["shortcut", "dynamic"]
     assert [kind_of(n) for n in ("heterolora", "heterolora_init", "uniform_all_init", "peft_lora_ga")] == [
         "heterolora", "init", "init", "peer"
