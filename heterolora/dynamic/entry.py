@@ -13,7 +13,7 @@ from torch import nn
 
 from heterolora.config import AllocationConfig, FractionBudget, ParamsBudget
 from heterolora.dynamic.callback import DynamicCallback
-from heterolora.dynamic.config import DynamicConfig, FinalSelection
+from heterolora.dynamic.config import DEFAULT_RANK, DynamicConfig, FinalSelection
 from heterolora.dynamic.controller import DynamicController
 from heterolora.dynamic.prepare import prepare_model
 from heterolora.engine import resolve_limit
@@ -30,7 +30,7 @@ def attach(
     *,
     tokenizer: Any = None,
     realloc_every: int | float = 0.2,
-    rank: int = 8,
+    rank: int = DEFAULT_RANK,
     final: FinalSelection = "last",
     export_to: str | Path | None = None,
     steps_per_epoch: int | None = None,
@@ -48,6 +48,8 @@ def attach(
             adapters: {"trainable_params": N} and the default {"like": ...} a parameter count,
             {"fraction": p, "rank": r} the share of modules (at rank r). `shortcuts=True` adds
             switchable shortcuts (`shortcut_mode` combined or separated).
+        rank: every candidate's rank under a parameter budget; the default, 4, lets a budget the
+            size of uniform r = 2 keep about half the sites on (docs/dynamic.md, "Measured quality").
     Returns:
         the PEFT model to train and its DynamicCallback (`.controller`, `.tokenizer`).
     """

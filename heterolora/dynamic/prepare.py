@@ -9,6 +9,7 @@ from torch import nn
 
 from heterolora.apply import apply_plan
 from heterolora.config import TASK_TYPES
+from heterolora.dynamic.config import DEFAULT_RANK
 from heterolora.dynamic.shortcut_units import attach_all_shortcuts, shortcut_units
 from heterolora.dynamic.units import Unit, lora_units
 from heterolora.errors import ConfigError
@@ -24,7 +25,7 @@ def default_units(model: nn.Module) -> list[Unit]:
 def prepare_model(
     model: nn.Module,
     *,
-    rank: int = 8,
+    rank: int = DEFAULT_RANK,
     alpha: float | None = None,
     task: str = "seq-cls",
     types: list[str] | None = None,
@@ -37,7 +38,7 @@ def prepare_model(
     """Wrap `model` with LoRA on every candidate (all at `rank`, or at a plan's ranks).
 
     Args:
-        alpha: lora_alpha (and shortcut alpha); defaults to 2 * rank (16 at rank 8, as the authors).
+        alpha: lora_alpha (and shortcut alpha); defaults to 2 * rank (the authors: 16 at rank 8).
         task: seq-cls keeps the task head trainable (modules_to_save), causal-lm does not.
         types, layers: restrict the LoRA candidates, as in AllocationConfig.
         plan: allocate every module the plan adapts, at its rank, instead of a uniform rank.
