@@ -200,8 +200,7 @@ def build_arm(
     if spec.name == "peft_lora_ga":
         return lora_ga_arm(arm_plan(ArmSpec("uniform_all"), model, scoring, seed), model, scoring, seed)
     if spec.name in DYNAMIC_RANKS:
-        rank = DYNAMIC_RANKS[spec.name]
-        return dynamic_arm(model, scoring, seed, budget_limit(model), spec.config_options(), rank)
+        return dynamic_arm(model, scoring, seed, budget_limit(model), spec.config_options(), DYNAMIC_RANKS[spec.name])
     t0 = time.perf_counter()
     plan = arm_plan(spec, model, scoring, seed, lr)
     seconds = time.perf_counter() - t0

@@ -259,7 +259,7 @@ def test_every_process_takes_rank_zeros_selection(monkeypatch) -> None:
 
 def test_a_budget_that_keeps_few_units_on_is_warned_about_once(caplog) -> None:
     """Arm 6 of round 3: 7 of 36 units on at once lost 8 points; a user should hear about it."""
-    model = _wrapped(rank=4)
+    model = _wrapped()
     one_unit = max(u.params for u in lora_units(model))
     with caplog.at_level("WARNING", logger="heterolora.dynamic.controller"):
         ctl = _controller(model, active_params=2 * one_unit, active_fraction=None)  # about 2 of 12 units
@@ -270,5 +270,5 @@ def test_a_budget_that_keeps_few_units_on_is_warned_about_once(caplog) -> None:
     assert on <= 2 and len(warned) == 1 and f"only {on} of 12 LoRA units" in warned[0].getMessage()
     caplog.clear()
     with caplog.at_level("WARNING", logger="heterolora.dynamic.controller"):
-        _controller(_wrapped(rank=4), active_fraction=0.25).reallocate(0)  # the paper's quarter: 3 of 12
+        _controller(_wrapped(), active_fraction=0.25).reallocate(0)  # the paper's quarter: 3 of 12
     assert not [r for r in caplog.records if "fit the active budget" in r.getMessage()]
