@@ -105,6 +105,9 @@ class _Bar:
 @click.version_option(package_name="heterolora")
 def main() -> None:
     """HeteroLoRA: plan heterogeneous LoRA ranks with zero-cost proxies."""
+    from heterolora.threads import passive_wait
+
+    passive_wait()  # before torch loads OpenMP (heterolora/threads.py)
 
 
 @main.command("plan")
@@ -135,6 +138,9 @@ def plan_cmd(**kw: Any) -> None:
     from heterolora.api import plan
     from heterolora.heatmap import rank_table, save_heatmap
     from heterolora.samples import read_samples
+    from heterolora.threads import apply_threads
+
+    apply_threads()  # threads that fit this process's CPUs, unless HETEROLORA_TORCH_THREADS says otherwise
 
     _check_plot(kw["plot"])
     require_mlflow(kw["to_mlflow"])
