@@ -1,4 +1,5 @@
-"""LoRA-adapted shortcut connections (spec §2.2): modules, hooks, planning. See docs/shortcuts.md."""
+"""LoRA-adapted shortcut connections (the paper, §2.2, arXiv 2406.14956): modules, hooks,
+planning. See docs/shortcuts.md."""
 
 from heterolora.shortcuts.attach import (
     attach_shortcuts,
@@ -18,8 +19,6 @@ from heterolora.shortcuts.hooks import (
 from heterolora.shortcuts.layout import Layout, find_layout
 from heterolora.shortcuts.modules import LowRankShortcut, ShortcutProbe
 from heterolora.shortcuts.planning import (
-    check_family_budgets,
-    choose_ranks,
     is_shortcut,
     reference_weight,
     scoring_probes,
@@ -35,9 +34,7 @@ __all__ = [
     "ShortcutProbe",
     "ShortcutRouter",
     "attach_shortcuts",
-    "check_family_budgets",
     "check_plan_layout",
-    "choose_ranks",
     "find_layout",
     "get_router",
     "is_shortcut",
