@@ -76,8 +76,7 @@ def main() -> None:
     cost = {c.name: c.cost_per_rank for c in sites}
     kind = {c.name: c.type for c in sites}
     results = []
-    budget = check_plan_budget(model, AllocationConfig(budget=BUDGET))  # the same for every proxy
-    limit = budget.limit
+    limit = check_plan_budget(model, AllocationConfig(budget=BUDGET)).limit  # the same for every proxy
     # No signal: the allocation rule fed uniform random scores (arm `random`), one seed per sample.
     plans = [random_ranks(model, AllocationConfig(), seed) for seed in range(args.samples)]
     results.append(summary("random scores", 0, plans, 0.0, cost, kind, limit))
@@ -92,7 +91,7 @@ def main() -> None:
             t0 = time.perf_counter()
             scored = score_sites(model, batches, config, lambda f, m: None)
             seconds += time.perf_counter() - t0
-            plans.append(choose(scored, config, budget))
+            plans.append(choose(scored, config, limit))
         row = summary(proxy, k, plans, seconds / args.samples, cost, kind, limit)
         results.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)

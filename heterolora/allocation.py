@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from heterolora.budget import PlanBudget, check_family_budgets, check_sites_fit, family_counts
+from heterolora.budget import check_family_budgets, check_sites_fit, family_counts
 from heterolora.config import SHORTCUT_TYPES, AllocationConfig, FractionBudget
 from heterolora.search_space import Candidate
 
@@ -109,7 +109,7 @@ def select_top(scores: dict[str, float], count: int, seed: int) -> set[str]:
     return set(order[:count])
 
 
-def choose(scored: SiteScores, config: AllocationConfig, budget: PlanBudget) -> dict[str, int]:
+def choose(scored: SiteScores, config: AllocationConfig, limit: int) -> dict[str, int]:
     """Ranks per candidate name from the scores: the allocation rule (docs/allocation.md)."""
     ranks, candidates = scored.ranks, scored.sites + scored.shortcut_sites
     curves = {n: (list(v) if isinstance(v, list) else scalar_curve(v, ranks)) for n, v in scored.raw.items()}
@@ -117,13 +117,13 @@ def choose(scored: SiteScores, config: AllocationConfig, budget: PlanBudget) -> 
         groups = {c.name: str(c.layer if config.normalize == "layer" else c.type) for c in candidates}
         curves = normalize(curves, groups)
     if scored.shortcut_sites:
-        return choose_ranks(scored.sites, scored.shortcut_sites, curves, ranks, budget.limit, config)
+        return choose_ranks(scored.sites, scored.shortcut_sites, curves, ranks, limit, config)
     if isinstance(config.budget, FractionBudget):
         count, _ = family_counts(config.budget.fraction, len(scored.sites), 0)
         chosen = select_top({n: c[-1] for n, c in curves.items()}, count, config.seed)
         return {c.name: (ranks[0] if c.name in chosen else 0) for c in scored.sites}
     items = [Item(c.name, c.cost_per_rank, curves[c.name]) for c in scored.sites]
-    return allocate_ranks(items, ranks, budget.limit, config.seed)
+    return allocate_ranks(items, ranks, limit, config.seed)
 
 
 def family_groups(candidates: list[Candidate]) -> dict[str, str]:

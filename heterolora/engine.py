@@ -18,6 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from heterolora._deprecated import moved_name
 from heterolora.allocation import choose
 from heterolora.assembly import assemble_plan, gradient_init, plan_modules, plan_timings
 from heterolora.budget import check_plan_budget
@@ -67,7 +68,7 @@ def compute_plan(
         if on_scored is not None:
             on_scored(scored)
     progress(0.95, "allocating")
-    modules = plan_modules(scored, choose(scored, config, budget), config)
+    modules = plan_modules(scored, choose(scored, config, budget.limit), config)
     init, init_s = None, None
     if config.init == "gradient":  # the plan carries its A/B init
         t_init = time.perf_counter()
@@ -80,3 +81,7 @@ def compute_plan(
     )  # fmt: skip
     progress(1.0, "done")
     return plan
+
+
+def __getattr__(name: str) -> object:
+    return moved_name(__name__, name)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from heterolora._deprecated import moved_name
 from heterolora.allocation import normalize, tie_key
 from heterolora.budget import check_cheapest, family_counts, family_limits
 from heterolora.dynamic.config import DynamicConfig
@@ -90,3 +91,7 @@ def select(units: Sequence[Unit], keys: dict[str, tuple[float, ...]], config: Dy
                 chosen.add(name)
                 used += size[name]
     return chosen
+
+
+def __getattr__(name: str) -> object:
+    return moved_name(__name__, name)

@@ -1,6 +1,7 @@
 """LoRA-adapted shortcut connections (the paper, §2.2, arXiv 2406.14956): modules, hooks,
 planning. See docs/shortcuts.md."""
 
+from heterolora._deprecated import moved_name
 from heterolora.shortcuts.attach import (
     attach_shortcuts,
     check_plan_layout,
@@ -48,3 +49,7 @@ __all__ = [
     "shortcut_state_dict",
     "site_name",
 ]
+
+
+def __getattr__(name: str) -> object:
+    return moved_name(__name__, name)

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from heterolora._deprecated import moved_name
 from heterolora.config import SHORTCUT_TYPES, AllocationConfig
 from heterolora.search_space import Candidate, weight_of
 from heterolora.shortcuts.hooks import CONTAINER, install, remove_shortcuts, site_name
@@ -87,3 +88,7 @@ def shortcut_section(model: nn.Module, config: AllocationConfig, candidates: int
         "family_normalization": "mean" if config.shortcut_mode == "combined" else None,
         "candidates": candidates,
     }
+
+
+def __getattr__(name: str) -> object:
+    return moved_name(__name__, name)
