@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import torch
 from torch import nn
 
 from heterolora.budget import PlanBudget
@@ -86,10 +87,14 @@ def assemble_plan(
 
 def plan_timings(scored: SiteScores, t0: float, computed_here: bool, init_s: float | None) -> dict[str, float]:
     """Seconds spent on this plan: scoring (0 when reused from a cache), the whole call and, with a
-    gradient init, building it."""
+    gradient init, building it; and the torch intra-op threads it ran on (heterolora/threads.py)."""
     elapsed = time.perf_counter() - t0
     total = elapsed if computed_here else elapsed + scored.scoring_s
-    timings = {"scoring_s": round(scored.scoring_s, 4), "total_s": round(total, 4)}
+    timings = {
+        "scoring_s": round(scored.scoring_s, 4),
+        "total_s": round(total, 4),
+        "torch_threads": torch.get_num_threads(),
+    }
     return timings if init_s is None else timings | {"init_s": round(init_s, 4)}
 
 

@@ -101,7 +101,16 @@ def serve_cmd(host: str, port: int, workers: int, log_level: str) -> None:
     reset_multiprocess_metrics()
     mode = "celery workers via Redis" if settings.redis_url else "single-machine mode (jobs run in this process)"
     click.echo(f"heterolora API on http://{host}:{port}: {mode}", err=True)
-    uvicorn.run("service.main:app", host=host, port=port, workers=workers, log_level=log_level)
+    # In-flight requests get half the grace; the app ends the process when the whole grace is up.
+    graceful_s = settings.shutdown_grace_s / 2
+    uvicorn.run(
+        "service.main:app",
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        timeout_graceful_shutdown=graceful_s,
+    )
 
 
 @click.command("worker")

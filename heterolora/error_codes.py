@@ -47,6 +47,8 @@ ERROR_CODES: dict[str, tuple[int, Kind]] = {
     "service_unavailable": (503, "unavailable"),
     "broker_unavailable": (503, "unavailable"),
     "no_workers": (503, "unavailable"),
+    "readiness_timeout": (503, "unavailable"),
+    "threads_exhausted": (503, "unavailable"),
     "artifact_corrupt": (503, "unavailable"),
     "internal_error": (500, "internal"),
     # how a job can end besides its input's codes above

@@ -20,7 +20,10 @@ from typing import Protocol
 import redis
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
+from service.errors import Unavailable
 from service.records import artifact_key
 
 FILE_MARKER = b"file:"
@@ -48,11 +51,19 @@ class _Bytes(Protocol):
 
 
 class RedisBytes:
-    def __init__(self, url: str, timeout_s: float = 5.0) -> None:
-        self.client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    def __init__(self, url: str, timeout_s: float = 5.0, *, retries: bool = True) -> None:
+        # The API reads without client-side retries (a dead Redis is a 503 within the timeout);
+        # a worker's write may retry.
+        extra = {} if retries else {"retry": Retry(NoBackoff(), 0)}
+        self.client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, **extra)
 
     def get(self, key: str) -> bytes | None:
-        return self.client.get(key)
+        try:
+            return self.client.get(key)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise Unavailable(
+                f"artifact store unavailable: Redis is not reachable ({type(exc).__name__})", code="broker_unavailable"
+            ) from None
 
     def put(self, key: str, value: bytes, ttl_s: int) -> None:
         self.client.set(key, value, ex=ttl_s)
@@ -86,8 +97,10 @@ class ArtifactStore:
         self.settings = settings or ArtifactSettings()
 
     @classmethod
-    def for_redis(cls, url: str, ttl_s: int) -> ArtifactStore:
-        return cls(RedisBytes(url), ttl_s)
+    def for_redis(cls, url: str, ttl_s: int, timeout_s: float | None = None) -> ArtifactStore:
+        """`timeout_s` given (the API): that socket timeout and no retries; else 5 s with retries."""
+        kv = RedisBytes(url) if timeout_s is None else RedisBytes(url, timeout_s, retries=False)
+        return cls(kv, ttl_s)
 
     @classmethod
     def in_memory(cls, ttl_s: int) -> ArtifactStore:

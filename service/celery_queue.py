@@ -65,7 +65,10 @@ class CeleryJobQueue(JobQueue):
         super().__init__(RedisStore(redis_url, settings.result_ttl_s, settings.redis_timeout_s), limits)
         self.url = redis_url
         self.celery = make_celery(WorkerSettings(redis_url=redis_url, result_ttl_s=settings.result_ttl_s))
-        self.artifacts = ArtifactStore.for_redis(redis_url, settings.result_ttl_s)  # init files (issue 14)
+        # No limit on the broker connection pool: a pool wait has no timeout in kombu, and a
+        # broadcast with replies holds one connection while it asks for a second.
+        self.celery.conf.broker_pool_limit = None
+        self.artifacts = ArtifactStore.for_redis(redis_url, settings.result_ttl_s, settings.redis_timeout_s)
 
     def _unavailable(self, what: str) -> Unavailable:
         # Clients learn that Redis is down; where it runs goes to the log only.

@@ -15,6 +15,7 @@ from service.jobs import JobQueue
 from service.metrics import RequestMetrics
 from service.metrics import router as metrics_router
 from service.middleware import BodySizeLimit
+from service.probes import ReadinessProbe, install_shutdown_grace
 from service.routes import allocate, artifacts, health, jobs
 from service.settings import Settings, get_settings
 
@@ -44,6 +45,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     logs.configure(settings.log_format)
     app.state.settings = settings
     app.state.queue = build_queue(settings)
+    app.state.readiness = ReadinessProbe(app.state.queue.readiness)
+    install_shutdown_grace(settings.shutdown_grace_s)
     try:
         yield
     finally:

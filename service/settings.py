@@ -79,6 +79,12 @@ class Settings(CommonSettings):
         default=60, ge=0, description="POST /allocate per key per minute, invalid bodies too; 0 = off."
     )
     metrics_key: str | None = Field(default=None, description="Bearer key for GET /metrics; unset = open.")
+    health_timeout_s: float = Field(
+        default=2.0, gt=0, le=60, description="/healthz fails when the request thread pool runs no task within this."
+    )
+    shutdown_grace_s: float = Field(
+        default=10.0, gt=0, le=3600, description="After SIGTERM the API exits within this, even with stuck requests."
+    )
 
     @field_validator("api_keys", "model_allowlist", "model_dirs", mode="before")
     @classmethod
