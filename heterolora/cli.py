@@ -15,6 +15,7 @@ import click
 from pydantic.fields import FieldInfo
 
 from heterolora.cli_files import check_writable, save_plan
+from heterolora.cli_mlflow import is_run_ref, log_to_mlflow, plan_from_mlflow, require_mlflow
 from heterolora.cli_remote import DEFAULT_API_KEY_ENV
 from heterolora.config import DEFAULT_LIKE, DEVICE_MAPS, WEIGHT_DTYPES, AllocationConfig
 from heterolora.errors import HeteroLoraError
@@ -106,6 +107,9 @@ class _Bar:
 @click.version_option(package_name="heterolora")
 def main() -> None:
     """HeteroLoRA: plan heterogeneous LoRA ranks with zero-cost proxies."""
+    from heterolora.threads import passive_wait
+
+    passive_wait()  # before torch loads OpenMP (heterolora/threads.py)
 
 
 @main.command("plan")
@@ -124,15 +128,26 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the plan JSON instead of the table.")
 @click.option("--server", help="Plan on this HeteroLoRA service (URL) instead of locally.")
 @click.option("--api-key-env", default=DEFAULT_API_KEY_ENV, show_default=True, help="Env var holding the API key.")
+@click.option(
+    "--mlflow",
+    "to_mlflow",
+    is_flag=True,
+    help="Also log the plan to MLflow ($MLFLOW_TRACKING_URI; $MLFLOW_RUN_ID's run, else a new one); "
+    "prints the run id on stderr.",
+)
 def plan_cmd(**kw: Any) -> None:
     """Score every candidate module and print a rank plan (defaults: MiniLM, built-in sample)."""
     from heterolora.api import plan
     from heterolora.heatmap import rank_table, save_heatmap
     from heterolora.samples import read_samples
+    from heterolora.threads import apply_threads
+
+    apply_threads()  # threads that fit this process's CPUs, unless HETEROLORA_TORCH_THREADS says otherwise
 
     _check_plot(kw["plot"])
     check_writable(kw["out"], "--out")
     check_writable(kw["plot"], "--plot")
+    require_mlflow(kw["to_mlflow"])
     options = {name: kw[name] for name in AllocationConfig.model_fields if name not in NOT_OPTIONS}
     budget = _budget(kw["budget_params"], kw["budget_like"], kw["fraction"], kw["rank"])
     if budget is not None:
@@ -172,6 +187,8 @@ def plan_cmd(**kw: Any) -> None:
     else:
         click.echo(rank_table(result))
         click.echo(f"planned in {time.perf_counter() - start:.1f}s", err=True)
+    if kw["to_mlflow"]:  # last: a store that fails cannot cost the plan written and printed above
+        log_to_mlflow(result)
 
 
 def _check_plot(plot: str | None) -> None:
@@ -224,11 +241,20 @@ def option_error(exc: Exception, budget_option: str) -> click.ClickException:
 @click.option("--max-lora-rank", type=int, default=VLLM_DEFAULT_MAX_LORA_RANK, show_default=True, help="For --check.")
 @click.option("--server", help="PLAN_FILE is a job id on this service.")
 @click.option("--api-key-env", default=DEFAULT_API_KEY_ENV, show_default=True, help="Env var holding the API key.")
-@click.option("--out", "-o", type=click.Path(dir_okay=False), help="With --server: write the job's plan here.")
+@click.option("--mlflow", "from_mlflow", is_flag=True, help="PLAN_FILE is an MLflow run id (runs:/<id> needs no flag).")
+@click.option(
+    "--out", "-o", type=click.Path(dir_okay=False), help="With --server or an MLflow run: write the plan here."
+)
 def show_cmd(
-    plan_file: str, plot: str | None, peft: bool, check: str | None, max_lora_rank: int, **remote: Any
+    plan_file: str,
+    plot: str | None,
+    peft: bool,
+    check: str | None,
+    max_lora_rank: int,
+    from_mlflow: bool,
+    **remote: Any,
 ) -> None:
-    """Print a saved plan (or, with --server, a job's status and plan) as a table."""
+    """Print a saved plan (or, with --server, a job's status and plan; or an MLflow run's plan) as a table."""
     from heterolora.heatmap import rank_table, save_heatmap
     from heterolora.plans import Plan
 
@@ -242,6 +268,10 @@ def show_cmd(
         loaded = show_job(remote["server"], remote["api_key_env"], plan_file, remote["out"], require_plan=need)
         if loaded is None:
             return
+    elif is_run_ref(plan_file, from_mlflow):
+        loaded = plan_from_mlflow(plan_file)
+        if remote["out"]:
+            save_plan(loaded, remote["out"])
     elif not Path(plan_file).is_file():
         raise click.BadParameter(f"no such file {plan_file!r}", param_hint="PLAN_FILE")
     else:

@@ -316,10 +316,15 @@ def _with_gradient_init(plan: Plan, scored: SiteScores, config: AllocationConfig
 
 
 def _timings(scored: SiteScores, t0: float, computed_here: bool) -> dict[str, float]:
-    """Seconds spent on this plan: scoring (0 when reused from a cache) and the whole call."""
+    """Seconds spent on this plan: scoring (0 when reused from a cache) and the whole call, and
+    the torch intra-op threads it ran on (heterolora/threads.py)."""
     elapsed = time.perf_counter() - t0
     total = elapsed if computed_here else elapsed + scored.scoring_s
-    return {"scoring_s": round(scored.scoring_s, 4), "total_s": round(total, 4)}
+    return {
+        "scoring_s": round(scored.scoring_s, 4),
+        "total_s": round(total, 4),
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def _alpha(rank: int, config: AllocationConfig) -> float:

@@ -120,6 +120,7 @@ class Plan(_Model):
     # ---- gradient init (issue 14; heterolora/gradient_init.py): section + tensor file bytes ----
     init: InitInfo | None = Field(default=None, description="LoRA A/B init carried by the plan (plan-format.md).")
     _init_data: bytes | None = PrivateAttr(default=None)
+    _job_id: str | None = PrivateAttr(default=None)
 
     @property
     def init_data(self) -> bytes | None:
@@ -132,6 +133,15 @@ class Plan(_Model):
             raise ValueError("this plan has no init section")
         self._init_data = verify_artifact(data, self.init)
         return self
+
+    @property
+    def job_id(self) -> str | None:
+        """The service job that computed this plan (the SDK sets it; not part of the JSON)."""
+        return self._job_id
+
+    @job_id.setter
+    def job_id(self, value: str | None) -> None:
+        self._job_id = value
 
     @property
     def recommended_learning_rate(self) -> float | None:

@@ -106,6 +106,13 @@ class JobStatus(BaseModel):
     plan: Plan | None = None
     error: ErrorInfo | None = None
 
+    @model_validator(mode="after")
+    def _plan_knows_its_job(self) -> JobStatus:
+        """The plan carries its job id (Plan.job_id), so a tracking tool can record where it came from."""
+        if self.plan is not None:
+            self.plan.job_id = self.job_id
+        return self
+
     @property
     def done(self) -> bool:
         return self.status in TERMINAL_STATES

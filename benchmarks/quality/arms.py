@@ -10,6 +10,7 @@ fraction mode (25 % of sites at rank 8) and EVA (same rank units).
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -31,27 +32,41 @@ ALL_TYPES = ["q", "k", "v", "o", "up", "down"]
 BUDGET = {"like": {"r": 2, "types": ALL_TYPES}}  # 82,944 LoRA parameters on MiniLM
 KINDS = ("baseline", "heterolora", "init", "control", "peer", "shortcut", "dynamic")
 INIT_OPTIONS = ("init", "init_variant", "learning_rate")  # AllocationConfig's gradient-init fields
-INIT_ARMS = ("heterolora_init", "uniform_all_init")  # plans with init="gradient" (heterolora/gradient_init.py)
-ROUND3_ARMS = ("uniform_all", "heterolora", *INIT_ARMS, "peft_lora_ga", "dynamic", "random")  # issue 15's arms 1-7
+INIT_ARMS = ("heterolora_init", "uniform_all_init", "uniform_init")  # plans with init="gradient"
+ROUND3_ARMS = ("uniform_all", "heterolora", "heterolora_init", "uniform_all_init", "peft_lora_ga", "dynamic", "random")
+ROUND4_ARMS = ("uniform_all", "uniform_recipe", "heterolora", "heterolora_init", "uniform_init")  # arms 1-5
+UNIFORM_ARMS = ("uniform_all", "uniform_all_init", "uniform_recipe", "uniform_init")  # r = 2 on all six types
+# The round-4 recipe's alpha mode (docs/quality.md, "Round 4 protocol"): rsLoRA, scaling alpha / sqrt(r)
+# with one alpha for every module, 2 sqrt(2), so a rank-2 module keeps the constant mode's scale (2).
+RSLORA_ARMS = ("uniform_recipe", "heterolora", "heterolora_init", "uniform_init")
+RSLORA_ALPHA = ALPHA_RATIO * math.sqrt(2)
+ENGINE_RSLORA_FACTOR = 8  # the engine's rsLoRA alpha is alpha_ratio * 8 (heterolora.engine)
 
-# Learning rate per arm family (docs/quality.md, "Round 3 protocol"): the round-2 rate until the
-# round-3 hold-out sweep (`--sweep-lr`) picks one per family; the pick is written here in a commit.
-# uniform: 1e-3, picked by the sweep (benchmarks/results/quality-sweep-mrpc.md, 3 seeds; 74.19 vs 69.75/69.69).
-# init: 1e-3, picked by the sweep on heterolora_init (3 seeds; 74.03 vs 70.02 at 3e-4, 71.22 at 3e-3).
-# heterolora: 1e-3, picked by the sweep on heterolora (3 seeds; 74.14 vs 70.13 at 3e-4, 71.63 at 3e-3).
-# lora_ga: 1e-3, picked by the sweep on peft_lora_ga (3 seeds; 75.91 vs 75.61 at 3e-4, 66.56 at 3e-3).
-# dynamic: 3e-4, picked by the sweep on dynamic (3 seeds; 68.44 vs 67.78 at 1e-3, 67.51 at 3e-3; all near
-#   the hold-out's majority class, 66.6 %).
-# dynamic_wide: 1e-3, picked by the sweep on dynamic_wide (3 seeds; 73.67 vs 69.45 at 3e-4, 69.80 at 3e-3).
-FAMILY_LR = {
-    "uniform": 1e-3,
-    "heterolora": 1e-3,
-    "init": 1e-3,
-    "lora_ga": 1e-3,
-    "eva": 3e-3,
-    "dynamic": 3e-4,
-    "dynamic_wide": 1e-3,
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a family trains: the A rate and the LoRA+ ratio (B rate / A rate; 1 = plain AdamW)."""
+
+    lr: float
+    ratio: float = 1.0
+
+
+# Recipe per family (docs/quality.md, "Round 4 protocol"): the round-3 rates until the round-4 hold-out
+# sweep picks a (rate, ratio) per family; each pick is written here in a commit before that family's
+# finals. Round 3's picks (benchmarks/results/round3/quality-sweep-mrpc.md, 3 seeds each): 1e-3 for the
+# static families and lora_ga, 3e-4 for dynamic, 1e-3 for dynamic_wide; eva kept round 2's 3e-3.
+FAMILY_RECIPE = {
+    "adamw": Recipe(1e-3),  # arm 1, uniform_all (and uniform_qv_r8)
+    "recipe_uniform": Recipe(1e-3),  # arm 2, uniform_recipe
+    "recipe_plan": Recipe(1e-3),  # arm 3, heterolora and the other planned arms
+    "init": Recipe(1e-3),  # arms 4 and 5 (and round 3's uniform_all_init)
+    "lora_ga": Recipe(1e-3),
+    "eva": Recipe(3e-3),
+    "dynamic": Recipe(3e-4),
+    "dynamic_wide": Recipe(1e-3),
 }
+# Sweep families: how many grid points run seed 1 after seed 0 (the protocol's pruning).
+PRUNE_TOP = {"adamw": 2, "recipe_uniform": 3, "recipe_plan": 3, "init": 2}
 
 
 @dataclass(frozen=True)
@@ -86,7 +101,8 @@ def arm_names() -> list[str]:
     hetero = [f"heterolora_{p}" for p in PROXY_NAMES]
     peers = ["eva", "peft_lora_ga"]
     later = ["heterolora_shortcuts", *DYNAMIC_RANKS]  # (g) and (h) at two ranks
-    first = ["uniform_qv_r8", "uniform_all", "heterolora", *hetero, "heterolora_fraction", "random", *INIT_ARMS]
+    first = ["uniform_qv_r8", "uniform_all", "uniform_recipe", "heterolora", *hetero, "heterolora_fraction", "random"]
+    first += INIT_ARMS
     return [*first, *peers, *later]
 
 
@@ -104,18 +120,24 @@ def kind_of(name: str) -> str:
     return "control" if name == "random" else "peer"
 
 
-FAMILY_OF_KIND = {"baseline": "uniform", "heterolora": "heterolora", "control": "heterolora", "shortcut": "heterolora"}
+FAMILY_OF_KIND = {"heterolora": "recipe_plan", "control": "recipe_plan", "shortcut": "recipe_plan"}
 
 
 def family_of(name: str) -> str:
-    """The learning-rate family: arms that differ only in where the ranks go share a rate; each peer
-    and each dynamic arm (its rank changes the step each unit takes) has its own."""
+    """The recipe family (FAMILY_RECIPE): arms that differ only in where the ranks go share a recipe;
+    each peer and each dynamic arm (its rank changes the step each unit takes) has its own."""
     kind = kind_of(name)
     if kind == "peer":
         return "eva" if name == "eva" else "lora_ga"
     if kind == "dynamic":
         return name
+    if kind == "baseline":
+        return "recipe_uniform" if name == "uniform_recipe" else "adamw"
     return FAMILY_OF_KIND.get(kind, kind)  # init
+
+
+def alpha_mode(name: str) -> str:
+    return "rslora" if name in RSLORA_ARMS else "constant"
 
 
 def budget_limit(model: nn.Module) -> int:
@@ -134,23 +156,28 @@ def random_ranks(model: nn.Module, config: AllocationConfig, seed: int) -> dict[
     return allocate_ranks(items, ranks, budget_limit(model), seed)
 
 
-def with_ranks(plan: Plan, ranks: dict[str, int], source: str) -> Plan:
+def with_ranks(plan: Plan, ranks: dict[str, int], source: str, rslora: bool = False) -> Plan:
     """`plan` (an engine plan of the same model) with other LoRA ranks, alpha = ALPHA_RATIO r as the
-    engine sets it; `source` names where the ranks came from (Plan.proxy)."""
+    engine sets it, or with `rslora` one alpha (RSLORA_ALPHA) and scaling alpha / sqrt(r); `source`
+    names where the ranks came from (Plan.proxy)."""
     modules = []
     for m in plan.lora_modules:
         r = ranks.get(m.name, 0)
-        modules.append(m.model_copy(update={"rank": r, "alpha": ALPHA_RATIO * r, "params": r * (m.d_in + m.d_out)}))
+        alpha = (RSLORA_ALPHA if rslora else ALPHA_RATIO * r) if r else 0.0
+        modules.append(m.model_copy(update={"rank": r, "alpha": alpha, "params": r * (m.d_in + m.d_out)}))
     peft = build_peft_kwargs(
         modules,
-        use_rslora=plan.peft.use_rslora,
+        use_rslora=rslora,
         fan_in_fan_out=plan.peft.fan_in_fan_out,
         modules_to_save=plan.peft.modules_to_save,
         task_type=plan.peft.task_type,
     )
     used = sum(m.params for m in modules)
     budget = plan.budget.model_copy(update={"used": used})
-    return plan.model_copy(update={"modules": modules, "peft": peft, "proxy": source, "budget": budget})
+    mode = "rslora" if rslora else "constant_ratio"
+    return plan.model_copy(
+        update={"modules": modules, "peft": peft, "proxy": source, "budget": budget, "alpha_mode": mode}
+    )
 
 
 def template_plan(model: nn.Module, seed: int, **options: Any) -> Plan:
@@ -165,16 +192,18 @@ def arm_plan(
     `lr` is the rate the arm trains at: a gradient init is built for it (its step size depends on it)."""
     options = spec.config_options()
     name = spec.name
+    rslora = name in RSLORA_ARMS
     if name in INIT_ARMS:  # the plan carries the init; apply_plan initialises from it (gradient-init issue)
         options["init"] = "gradient"
         if lr is not None:
             options.setdefault("learning_rate", lr)
     if name == "uniform_qv_r8":
         return with_ranks(template_plan(model, seed), uniform_ranks(model, ["q", "v"], 8), "uniform")
-    if name in ("uniform_all", "uniform_all_init"):
+    if name in UNIFORM_ARMS:
         init = {k: options.pop(k) for k in INIT_OPTIONS if k in options}
-        plan = with_ranks(template_plan(model, seed, **options), uniform_ranks(model, ALL_TYPES, 2), "uniform")
-        if name == "uniform_all_init":  # the init of these ranks, from the arm's scoring batches
+        frame = template_plan(model, seed, **options)
+        plan = with_ranks(frame, uniform_ranks(model, ALL_TYPES, 2), "uniform", rslora)
+        if name in INIT_ARMS:  # the init of these ranks, from the arm's scoring batches
             init.pop("init")
             plan = init_for_plan(model, scoring, plan, **{k.removeprefix("init_"): v for k, v in init.items()})
         return plan
@@ -187,7 +216,10 @@ def arm_plan(
         options.setdefault("proxy", name.removeprefix("heterolora_"))
     if name == "heterolora_shortcuts":
         options["shortcuts"] = True
-    return compute_plan(model, scoring, AllocationConfig(budget=budget, seed=seed, **options))
+    if rslora and name in INIT_ARMS:  # the init is built for the final scaling: rsLoRA from the start
+        options.update(use_rslora=True, alpha_ratio=RSLORA_ALPHA / ENGINE_RSLORA_FACTOR)
+    plan = compute_plan(model, scoring, AllocationConfig(budget=budget, seed=seed, **options))
+    return with_ranks(plan, plan.ranks, plan.proxy, rslora=True) if rslora and plan.init is None else plan
 
 
 def build_arm(

@@ -1,4 +1,4 @@
-"""`python -m benchmarks.quality`: the fine-tuning benchmark on MRPC and RTE (docs/quality.md)."""
+"""`python -m benchmarks.quality`: the fine-tuning benchmark on MRPC, SST-2 and RTE (docs/quality.md)."""
 
 from __future__ import annotations
 
@@ -9,24 +9,30 @@ from pathlib import Path
 import click
 
 from benchmarks import GLUE, REPO, RESULTS
-from benchmarks.quality.arms import ROUND3_ARMS, ArmSpec
+from benchmarks.quality.arms import ROUND4_ARMS, ArmSpec
 from benchmarks.quality.train import HEADS, Settings
 
 QUICK_OUT = REPO / "out" / "bench-quick"
 
 
 @click.command("quality")
-@click.option("--task", "tasks", default="mrpc,rte", show_default=True, help="Comma-separated: mrpc, rte.")
+@click.option("--task", "tasks", default="mrpc,sst2", show_default=True, help="Comma-separated: mrpc, sst2, rte.")
 @click.option(
     "--data-dir", default=str(GLUE), show_default=True, help="Folder with <task>/{train,validation}.tsv, or 'hf'."
 )
-@click.option("--arms", default=None, help="Comma-separated arm names (default: the round-3 arms this heterolora has).")
+@click.option("--arms", default=None, help="Comma-separated arm names (default: the five round-4 arms).")
 @click.option("--seeds", default=None, help="Comma-separated seeds (default 0,1,2; quick: 0).")
 @click.option("--epochs", type=int, default=None, help="Epochs per run (default 3, as committed; quick: 1).")
 @click.option("--workers", type=int, default=2, show_default=True, help="Parallel 1-thread processes.")
 @click.option("--pilot", is_flag=True, help="Train on 2/3 of train, evaluate on the held-out 1/3 (choosing defaults).")
 @click.option(
-    "--lr", type=float, default=None, help="One learning rate for every arm (default: per family, arms.FAMILY_LR)."
+    "--lr", type=float, default=None, help="One (A) learning rate for every arm (default: per family, FAMILY_RECIPE)."
+)
+@click.option(
+    "--ratio",
+    type=click.FloatRange(1, 64),
+    default=None,
+    help="LoRA+ ratio (B rate / A rate) for every arm (default: per family, FAMILY_RECIPE).",
 )
 @click.option(
     "--sweep-lr",
@@ -54,6 +60,7 @@ def quality(**kw: object) -> None:
     sweep = [float(x) for x in str(kw["sweep_lr"]).split(",")] if kw["sweep_lr"] else []
     lrs: list[float | None] = sweep or [kw["lr"]]  # type: ignore[list-item]
     settings = replace(settings, pilot=bool(kw["pilot"]) or bool(sweep), head=str(kw["head"]), device=str(kw["device"]))
+    settings = replace(settings, ratio=kw["ratio"])  # type: ignore[arg-type]
     arms = _arms(str(kw["arms"]) if kw["arms"] else None, quick)
     tasks = str(kw["tasks"]).split(",")
     seeds = [int(s) for s in str(kw["seeds"] or ("0" if quick else "0,1,2")).split(",")]
@@ -81,9 +88,9 @@ def quality(**kw: object) -> None:
 
 
 def _arms(given: str | None, quick: bool) -> list[str]:
-    """The arms to run: the named ones, else the round-3 arms."""
+    """The arms to run: the named ones, else the round-4 arms."""
     if given is None:
-        return ["uniform_all", "heterolora"] if quick else list(ROUND3_ARMS)
+        return ["uniform_all", "heterolora"] if quick else list(ROUND4_ARMS)
     arms = given.split(",")
     for arm in arms:
         try:

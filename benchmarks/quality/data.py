@@ -1,4 +1,5 @@
-"""GLUE pair data for the quality benchmark: read, split, tokenise once, length-bucketed batches."""
+"""GLUE data for the quality benchmark (sentence pairs: MRPC, RTE; single sentences: SST-2): read,
+split, tokenise once, length-bucketed batches."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import torch
 
 from heterolora.samples import read_samples
 
-TASKS = ("mrpc", "rte")
+TASKS = ("mrpc", "rte", "sst2")
+HF_NAMES = {"sst2": ("sentence", None)}  # HF glue columns of a single-sentence task
 
 
 @dataclass(frozen=True)
@@ -32,9 +34,10 @@ def load_rows(data_dir: str | Path, task: str, split: str) -> list[dict[str, Any
         from datasets import load_dataset
 
         ds = load_dataset("glue", task, split=split)
-        return [{"text": r["sentence1"], "text_pair": r["sentence2"], "label": int(r["label"])} for r in ds]
+        first, second = HF_NAMES.get(task, ("sentence1", "sentence2"))
+        return [{"text": r[first], "text_pair": r[second] if second else None, "label": int(r["label"])} for r in ds]
     rows = read_samples(Path(data_dir) / task / f"{split}.tsv")
-    return [{"text": r["text"], "text_pair": r["text_pair"], "label": int(r["label"])} for r in rows]
+    return [{"text": r["text"], "text_pair": r.get("text_pair"), "label": int(r["label"])} for r in rows]
 
 
 def holdout_split(rows: list[dict[str, Any]], share: float = 1 / 3, seed: int = 1234) -> tuple[list, list]:
@@ -54,7 +57,8 @@ def subset(rows: list[dict[str, Any]], limit: int | None, seed: int = 99) -> lis
 
 
 def encode(rows: list[dict[str, Any]], tokenizer: Any, max_length: int) -> Encoded:
-    enc = tokenizer([r["text"] for r in rows], [r["text_pair"] for r in rows], truncation=True, max_length=max_length)
+    pairs = [r["text_pair"] for r in rows] if any(r["text_pair"] is not None for r in rows) else None
+    enc = tokenizer([r["text"] for r in rows], pairs, truncation=True, max_length=max_length)
     types = enc.get("token_type_ids") or [[0] * len(x) for x in enc["input_ids"]]
     return Encoded(list(enc["input_ids"]), list(types), [int(r["label"]) for r in rows])
 

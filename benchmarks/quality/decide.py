@@ -1,7 +1,8 @@
-"""The round-3 decision rule (docs/quality.md, "Decision rule for the shipped default"), applied to
-the merged reports as they stand: which candidate, if any, becomes the default.
+"""The decision rules of docs/quality.md, applied to the merged reports as they stand: which
+candidate, if any, becomes the default.
 
-    python -m benchmarks.quality.decide            # reads quality-mrpc.json and quality-rte.json
+    python -m benchmarks.quality.decide            # round 4: quality-mrpc.json and quality-sst2.json
+    python -m benchmarks.quality.decide --round 3 --results benchmarks/results/round3   # MRPC + RTE
     python -m benchmarks.quality.decide --versus dynamic_wide,dynamic   # arm 8 - arm 6 (amendment)
 
 The rule was fixed in a commit before the final runs; this module only reads it mechanically, so the
@@ -69,6 +70,40 @@ def decide(mrpc: dict[str, Any], rte: dict[str, Any] | None) -> dict[str, Any]:
     return {"candidates": verdicts, "chosen": winners[-1]["arm"] if winners else None}
 
 
+# Round 4 ("Default rule"): the candidate with the larger MRPC paired mean against arm 1 is judged.
+ROUND4_CANDIDATES = ("heterolora", "heterolora_init")
+ROUND4_SEEDS = 10  # arms 3 and 4 on each task
+SST2_FLOOR = -0.5  # the lower end of the SST-2 interval against arm 1, points
+
+
+def decide4(mrpc: dict[str, Any], sst2: dict[str, Any] | None) -> dict[str, Any]:
+    """The round-4 verdict. Reads each candidate's `versus.uniform_all` (the rule's interval = the wider
+    of the seed t-interval and the two-way bootstrap; Holm over the two candidates)."""
+    on_mrpc, on_sst2 = _arms(mrpc), _arms(sst2)
+    rows = []
+    for name in ROUND4_CANDIDATES:
+        v = (on_mrpc.get(name) or {}).get("versus", {}).get("uniform_all") or {}
+        w = (on_sst2.get(name) or {}).get("versus", {}).get("uniform_all") or {}
+        rows.append({"arm": name, "mrpc": v, "sst2": w})
+    known = [r for r in rows if r["mrpc"].get("mean") is not None]
+    if not known:
+        return {"judged": None, "chosen": None, "reasons": ["no candidate has MRPC results"], "candidates": rows}
+    top = max(known, key=lambda r: r["mrpc"]["mean"])
+    mrpc_v, sst2_v, reasons = top["mrpc"], top["sst2"], []
+    if mrpc_v.get("n", 0) < ROUND4_SEEDS or sst2_v.get("n", 0) < ROUND4_SEEDS:
+        reasons.append(f"seeds: MRPC {mrpc_v.get('n', 0)}, SST-2 {sst2_v.get('n', 0)} of {ROUND4_SEEDS}")
+    interval, p = mrpc_v.get("ci95_rule"), mrpc_v.get("wilcoxon_p_holm")
+    if not (interval and interval[0] > 0):
+        reasons.append(f"MRPC: interval {interval} does not lie above 0")
+    if p is None or p >= ALPHA:
+        reasons.append(f"MRPC: Holm-corrected Wilcoxon p {p} is not < {ALPHA}")
+    sst2_interval = sst2_v.get("ci95_rule")
+    if not (sst2_interval and sst2_interval[0] >= SST2_FLOOR):
+        reasons.append(f"SST-2: interval {sst2_interval}, lower end must be ≥ {SST2_FLOOR}")
+    chosen = None if reasons else top["arm"]
+    return {"judged": top["arm"], "chosen": chosen, "reasons": reasons, "candidates": rows}
+
+
 def versus(mrpc: dict[str, Any], arm: str, other: str) -> dict[str, Any]:
     """`arm` minus `other` on the MRPC seeds both ran (final epoch): the paired statistics, and
     whether the interval lies above 0 (the amendment's rule for `heterolora.dynamic`'s rank)."""
@@ -88,12 +123,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", default="benchmarks/results")
     ap.add_argument("--versus", help="ARM,OTHER: ARM minus OTHER on MRPC, paired over shared seeds")
+    ap.add_argument("--round", type=int, choices=(3, 4), default=4, help="which protocol's rule (default 4)")
     args = ap.parse_args()
     folder = Path(args.results)
     if args.versus:
         arm, _, other = args.versus.partition(",")
         result = versus(json.loads((folder / "quality-mrpc.json").read_text()), arm, other)
         print(f"{arm} − {other}: " + ", ".join(f"{k} {v}" for k, v in result.items()))
+        return
+    if args.round == 4:
+        sst2_path = folder / "quality-sst2.json"
+        sst2 = json.loads(sst2_path.read_text()) if sst2_path.is_file() else None
+        result = decide4(json.loads((folder / "quality-mrpc.json").read_text()), sst2)
+        print(f"judged: {result['judged']}" + "".join(f"\n  - {r}" for r in result["reasons"]))
+        print(f"chosen default: {result['chosen'] or 'none; the current default stays'}")
         return
     rte_path = folder / "quality-rte.json"
     mrpc = json.loads((folder / "quality-mrpc.json").read_text())

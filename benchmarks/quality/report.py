@@ -9,9 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.quality.arms import ALL_TYPES as TYPES
-from benchmarks.quality.arms import arm_names, family_of
-from benchmarks.quality.stats import holm, paired
+from benchmarks.quality.arms import PRUNE_TOP, arm_names, family_of
+from benchmarks.quality.stats import bootstrap_ci95, holm, paired, wider
 from heterolora.architectures import site_type
+
+# Round 4 (docs/quality.md): the Holm family is the two candidates, each against arm 1 and arm 2.
+CANDIDATES = ("heterolora", "heterolora_init")  # arms 3 and 4
+COMPARATORS = ("uniform_all", "uniform_recipe")  # arm 1 (the goal), arm 2 (the recipe without the plan)
+DEFAULT_ARM = "heterolora"  # the arm that equals what the shipped default does (ranks, training recipe)
 
 
 def load_runs(runs_dir: Path) -> list[dict[str, Any]]:
@@ -56,6 +61,7 @@ def merge_arms(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "plan_seconds": round(statistics.fmean(r["plan_seconds"] for r in group), 3),
                 "train_seconds": round(statistics.fmean(r["train_seconds"] for r in group), 1),
                 "rank_by_type": rank_by_type(group[0].get("ranks", {})),
+                "training": group[0].get("training"),
             }
         )
     for arm in arms:  # one number when every seed had the same budget (plans may differ per seed) and rate
@@ -115,10 +121,13 @@ def build_report(task: str, runs: list[dict[str, Any]], command: str) -> dict[st
         if base is not None and arm is not base:
             arm["paired_delta"] = paired_delta(arm, base)
             compare(arm, base)
-    adjusted = holm({a["name"]: a.get("wilcoxon_p") for a in arms if a is not base})
+    round4 = versus_all(arms, runs) and any("training" in r for r in runs)
+    family = [a for a in arms if a["name"] in CANDIDATES] if round4 else None
+    adjusted = holm({a["name"]: a.get("wilcoxon_p") for a in (family or arms) if a is not base})
     for arm in arms:
         if arm is not base:
-            arm["wilcoxon_p_holm"] = None if adjusted[arm["name"]] is None else round(adjusted[arm["name"]], 5)
+            p = adjusted.get(arm["name"])
+            arm["wilcoxon_p_holm"] = None if p is None else round(p, 5)
     return {
         "task": task,
         "command": command,
@@ -133,7 +142,87 @@ def build_report(task: str, runs: list[dict[str, Any]], command: str) -> dict[st
         "baseline_final_mean": round(statistics.fmean(base["accuracy"]), 3) if base else None,
         "arms": arms,
         "lr_pick": lr_pick(arms) if first["split"] == "train-heldout" else None,
+        "sweep_pick": sweep_pick(arms) if first["split"] == "train-heldout" else None,
+        "holm_family": "candidates" if family is not None else "all arms",
+        "default_arm": DEFAULT_ARM if any(a["name"] == DEFAULT_ARM for a in arms) else None,
     }
+
+
+def _predictions(runs: list[dict[str, Any]], label: str, epoch: int) -> dict[int, list[int]]:
+    return {r["seed"]: r["predictions"][epoch] for r in runs if r["arm"] == label and "predictions" in r}
+
+
+def versus_all(arms: list[dict[str, Any]], runs: list[dict[str, Any]]) -> bool:
+    """Set `versus` on each candidate: its statistics against arm 1 and arm 2, with Holm over the
+    candidates per comparator. True when the report has round-4 comparisons (then the Holm family of
+    the arm-level p is the candidates)."""
+    by_name = {a["name"]: a for a in arms}
+    found = False
+    for other in COMPARATORS:
+        if other not in by_name:
+            continue
+        done = {}
+        for name in CANDIDATES:
+            if name in by_name:
+                done[name] = versus(by_name[name], by_name[other], runs)
+                by_name[name].setdefault("versus", {})[other] = done[name]
+        adjusted = holm({n: v["wilcoxon_p"] for n, v in done.items()})
+        for name, v in done.items():
+            v["wilcoxon_p_holm"] = None if adjusted[name] is None else round(adjusted[name], 5)
+        found = found or bool(done)
+    return found
+
+
+def versus(arm: dict[str, Any], other: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """`arm` − `other` on their shared seeds (last epoch, and after epoch 1): paired mean, seed
+    t-interval, exact Wilcoxon p, two-way bootstrap interval from the per-example predictions, and
+    the rule's interval (the wider of the two)."""
+    out: dict[str, Any] = {}
+    for key, field, epoch in (("last", "accuracy", -1), ("epoch1", "accuracy_epoch1", 0)):
+        stats = paired(
+            dict(zip(arm["seeds"], arm[field], strict=True)), dict(zip(other["seeds"], other[field], strict=True))
+        )
+        gold = next((r["gold"] for r in runs if r["arm"] == arm["name"] and "gold" in r), None)
+        boot = None
+        if gold is not None:
+            boot = bootstrap_ci95(
+                _predictions(runs, arm["name"], epoch), _predictions(runs, other["name"], epoch), gold
+            )
+        entry = {k: stats[k] for k in ("n", "mean", "sd", "wilcoxon_p", "wins")}
+        entry["ci95_t"] = stats["ci95"]
+        entry["ci95_bootstrap"] = [round(boot[0], 3), round(boot[1], 3)] if boot else None
+        entry["ci95_rule"] = wider(entry["ci95_t"], entry["ci95_bootstrap"])
+        out[key] = entry
+    return {**out["last"], "epoch1": out["epoch1"]}
+
+
+def sweep_pick(arms: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per sweep family (docs/quality.md, round 4): the grid points ranked by seed 0 (the top
+    PRUNE_TOP[family] get seed 1), and the pick: the highest mean among the points with the most seeds;
+    ties go to the smaller B rate (A rate x ratio), then the smaller ratio."""
+    out = {}
+    for family in sorted({a["family"] for a in arms} & set(PRUNE_TOP)):
+        points = [a for a in arms if a["family"] == family]
+
+        def b_rate(a: dict[str, Any]) -> tuple[float, float]:
+            t = a.get("training") or {}
+            ratio = float(t.get("lora_plus_ratio") or 1)
+            return float(t.get("learning_rate") or 0) * ratio, ratio
+
+        seed0 = {a["name"]: a["accuracy"][a["seeds"].index(0)] for a in points if 0 in a["seeds"]}
+        ranked = sorted((a for a in points if a["name"] in seed0), key=lambda a: (-seed0[a["name"]], *b_rate(a)))
+        most = max(len(a["seeds"]) for a in points)
+        full = [a for a in points if len(a["seeds"]) == most]
+        best = min(full, key=lambda a: (-round(statistics.fmean(a["accuracy"]), 6), *b_rate(a)))
+        out[family] = {
+            "seed0_ranking": [[a["name"], seed0[a["name"]]] for a in ranked],
+            "seed1_for": [a["name"] for a in ranked[: PRUNE_TOP[family]]],
+            "pick": best["name"] if most >= 2 else None,
+            "pick_training": best.get("training") if most >= 2 else None,
+            "mean_accuracy": {a["name"]: round(statistics.fmean(a["accuracy"]), 3) for a in full},
+            "seeds": most,
+        }
+    return out
 
 
 def _schedule(run: dict[str, Any]) -> dict[str, Any]:

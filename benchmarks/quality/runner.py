@@ -26,8 +26,8 @@ def run_file(runs_dir: str | Path, arm_label: str, seed: int) -> Path:
 
 
 # Settings that make two runs of one (arm, seed) different experiments (device and threads do not).
-SCHEDULE_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_ratio", "max_length", "scoring_batches",
-                   "train_limit", "eval_limit", "pilot", "head")  # fmt: skip
+SCHEDULE_FIELDS = ("epochs", "batch_size", "lr", "ratio", "weight_decay", "warmup_ratio", "max_length",
+                   "scoring_batches", "train_limit", "eval_limit", "pilot", "head")  # fmt: skip
 
 
 class StaleRunFile(ValueError):
@@ -52,7 +52,8 @@ def pending_jobs(
             for arm in arms:
                 for lr in lrs:
                     spec = ArmSpec.parse(arm)
-                    path = run_file(runs_root / task, run_label(spec.label, Settings(lr=lr)), seed)
+                    ratio = settings.ratio if settings is not None else None
+                    path = run_file(runs_root / task, run_label(spec.label, Settings(lr=lr, ratio=ratio)), seed)
                     if rerun or not path.exists():
                         jobs.append((task, arm, seed, lr))
                     elif settings is not None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.quality.arms import FAMILY_LR, ArmSpec, build_arm, family_of, kind_of
+from benchmarks.quality.arms import FAMILY_RECIPE, INIT_ARMS, ArmSpec, alpha_mode, build_arm, family_of, kind_of
 from benchmarks.quality.data import Encoded, bucketed_order, collate, encode, eval_batches, holdout_split, load_rows
 from benchmarks.quality.data import subset as take
 from benchmarks.quality.head import MeanPoolClassifier
@@ -30,7 +30,8 @@ class Settings:
 
     epochs: int = 3  # baselines still improve after 1 epoch (docs/quality.md); 3 fits the CPU budget
     batch_size: int = 16
-    lr: float | None = None  # None: the arm family's rate (arms.FAMILY_LR); a number: every arm, run files say so
+    lr: float | None = None  # A rate. None: the arm family's (arms.FAMILY_RECIPE); a number: every arm, in the run name
+    ratio: float | None = None  # LoRA+ ratio, B rate / A rate. None: the family's; a number: in the run name
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
     max_length: int = 128
@@ -48,13 +49,41 @@ HEADS = ("shipped", "mean")
 
 
 def with_family_rate(settings: Settings, arm_name: str) -> Settings:
-    """`settings` with the rate this arm trains at: the explicit one, else its family's (FAMILY_LR)."""
-    return replace(settings, lr=settings.lr or FAMILY_LR[family_of(arm_name)])
+    """`settings` with the rate and LoRA+ ratio this arm trains at: the explicit ones, else its
+    family's (FAMILY_RECIPE)."""
+    recipe = FAMILY_RECIPE[family_of(arm_name)]
+    return replace(settings, lr=settings.lr or recipe.lr, ratio=settings.ratio or recipe.ratio)
 
 
 def run_label(arm_label: str, settings: Settings) -> str:
-    """The run file's arm name: an explicit learning rate (sweeps) is part of it."""
-    return arm_label if settings.lr is None else f"{arm_label}__lr-{settings.lr:g}"
+    """The run file's arm name: an explicit learning rate or LoRA+ ratio (sweeps) is part of it."""
+    lr = "" if settings.lr is None else f"__lr-{settings.lr:g}"
+    ratio = "" if settings.ratio is None else f"__ratio-{settings.ratio:g}"
+    return f"{arm_label}{lr}{ratio}"
+
+
+def training_settings(spec: ArmSpec, settings: Settings) -> dict[str, Any]:
+    """The recipe one run trained with (the report's per-arm `training`)."""
+    options = spec.config_options()
+    init = spec.name in INIT_ARMS
+    return {
+        "learning_rate": settings.lr,
+        "lora_plus_ratio": settings.ratio,
+        "alpha_mode": alpha_mode(spec.name),
+        "init": "gradient" if init else "zero",
+        "init_step": options.get("init_step", "learning_rate") if init else None,
+        "head_warmup_steps": int(options.get("head_warmup_steps", 0)),
+    }
+
+
+def make_optimizer(model: Any, settings: Settings) -> torch.optim.Optimizer:
+    """What `heterolora.make_optimizer` builds: PEFT's LoRA+ optimizer (AdamW; B at ratio x the A rate)."""
+    from peft.optimizers import create_loraplus_optimizer
+
+    return create_loraplus_optimizer(
+        model, torch.optim.AdamW, lr=settings.lr, loraplus_lr_ratio=settings.ratio,
+        loraplus_weight_decay=settings.weight_decay,
+    )  # fmt: skip
 
 
 def resolve_device(name: str) -> str:
@@ -78,17 +107,20 @@ def f1_pos(pred: list[int], gold: list[int]) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: Any, data: Encoded, pad_id: int, batch_size: int = 64) -> tuple[float, float]:
-    """(accuracy, F1 of label 1) in percent."""
+def predict(model: Any, data: Encoded, pad_id: int, batch_size: int = 64) -> list[int]:
+    """The predicted label of every example, in the data's order."""
     model.eval()
-    pred, gold = [], []
+    pred = [0] * len(data)
     device = next(model.parameters()).device
     for idx in eval_batches(data, batch_size):
-        batch = {k: v.to(device) for k, v in collate(data, idx, pad_id).items()}
-        gold.extend(batch.pop("labels").tolist())
-        pred.extend(model(**batch).logits.argmax(-1).tolist())
-    acc = sum(p == g for p, g in zip(pred, gold, strict=True)) / len(gold)
-    return 100 * acc, 100 * f1_pos(pred, gold)
+        batch = {k: v.to(device) for k, v in collate(data, idx, pad_id).items() if k != "labels"}
+        for i, p in zip(idx, model(**batch).logits.argmax(-1).tolist(), strict=True):
+            pred[i] = p
+    return pred
+
+
+def accuracy(pred: list[int], gold: list[int]) -> float:
+    return 100 * sum(p == g for p, g in zip(pred, gold, strict=True)) / len(gold)
 
 
 def schedule(optimizer: torch.optim.Optimizer, total: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -101,15 +133,14 @@ def schedule(optimizer: torch.optim.Optimizer, total: int, warmup: int) -> torch
 
 
 def train(model: Any, train_data: Encoded, held: Encoded, settings: Settings, seed: int, pad_id: int) -> dict:
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    opt = make_optimizer(model, settings)
     device = next(model.parameters()).device
     lengths = [len(x) for x in train_data.input_ids]
     per_epoch = math.ceil(len(train_data) / settings.batch_size)
     total = per_epoch * settings.epochs
     sched = schedule(opt, total, max(1, round(settings.warmup_ratio * total)))
     torch.manual_seed(20_000 + seed)  # dropout masks (seeds CUDA too)
-    acc, f1, losses = [], [], []
+    acc, f1, losses, preds = [], [], [], []
     dynamic = getattr(model, "heterolora_dynamic", None)  # arm (h): re-allocates during training
     if dynamic is not None:
         dynamic.steps_per_epoch = per_epoch
@@ -126,11 +157,14 @@ def train(model: Any, train_data: Encoded, held: Encoded, settings: Settings, se
             sched.step()
             opt.zero_grad(set_to_none=True)
             running += loss.item()
-        a, f = evaluate(model, held, pad_id)
-        acc.append(round(a, 4))
-        f1.append(round(f, 4))
+        preds.append(predict(model, held, pad_id))
+        acc.append(round(accuracy(preds[-1], held.labels), 4))
+        f1.append(round(100 * f1_pos(preds[-1], held.labels), 4))
         losses.append(round(running / per_epoch, 5))
-    return {"accuracy": acc, "f1": f1, "train_loss": losses, "train_seconds": round(time.perf_counter() - t0, 2)}
+    seconds = round(time.perf_counter() - t0, 2)
+    # per-example predictions after every epoch (the two-way bootstrap resamples them), with the labels
+    return {"accuracy": acc, "f1": f1, "train_loss": losses, "train_seconds": seconds, "gold": held.labels,
+            "predictions": preds}  # fmt: skip
 
 
 def run_one(
@@ -164,6 +198,7 @@ def run_one(
         "kind": kind_of(spec.name),
         "family": family_of(spec.name),
         "lr": settings.lr,
+        "training": training_settings(spec, settings),
         "seed": seed,
         "split": "train-heldout" if settings.pilot else "validation",
         "lora_params": adapter_params(peft_model, head_params),

@@ -71,3 +71,27 @@ def test_quick_shipped_head_lora_ga_and_explicit_rate(tmp_path: Path) -> None:
     assert lora_ga["rank_by_type"] == {t: 12 for t in ("q", "k", "v", "o", "up", "down")}
     run = json.loads((tmp_path / "quality-runs" / "mrpc" / "peft_lora_ga__lr-0.001-s0.json").read_text())
     assert run["settings"]["head"] == "shipped" and run["settings"]["device"] in ("cpu", "cuda")
+
+
+@pytest.mark.skipif(not (GLUE / "mrpc" / "train.tsv").is_file(), reason="GLUE copy not present")
+def test_quick_round4_arms_keep_predictions_and_training(tmp_path: Path) -> None:
+    """Round 4: the recipe arms at a LoRA+ ratio, with rsLoRA, on the train hold-out; each run file
+    keeps its per-example predictions (the bootstrap's input) and the recipe it trained with."""
+    args = ["--quick", "--task", "mrpc", "--workers", "1", "--arms", "uniform_all,uniform_recipe,uniform_init"]
+    args += ["--ratio", "4", "--sweep-lr", "5e-4"]
+    result = CliRunner().invoke(quality, [*args, "--data-dir", str(GLUE), "--out-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    runs = tmp_path / "quality-sweep-runs" / "mrpc"
+    run = json.loads((runs / "uniform_recipe__lr-0.0005__ratio-4-s0.json").read_text())
+    assert run["split"] == "train-heldout" and run["lora_params"] == 82944
+    assert run["training"] == {
+        "learning_rate": 5e-4, "lora_plus_ratio": 4.0, "alpha_mode": "rslora", "init": "zero", "init_step": None,
+        "head_warmup_steps": 0,
+    }  # fmt: skip
+    assert len(run["gold"]) == 32 and [len(p) for p in run["predictions"]] == [32]
+    correct = sum(p == g for p, g in zip(run["predictions"][0], run["gold"], strict=True))
+    assert run["accuracy"] == [round(100 * correct / 32, 4)]
+    init = json.loads((runs / "uniform_init__lr-0.0005__ratio-4-s0.json").read_text())
+    assert init["training"]["init"] == "gradient" and init["training"]["alpha_mode"] == "rslora"
+    report = json.loads((tmp_path / "quality-sweep-mrpc.json").read_text())
+    assert set(report["sweep_pick"]) == {"adamw", "recipe_uniform", "init"}

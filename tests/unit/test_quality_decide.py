@@ -52,3 +52,28 @@ def test_versus_pairs_two_arms_on_their_shared_seeds() -> None:
     assert out["n"] == 3 and out["mean"] == 8.667 and out["wins"] == 3 and out["above_zero"]
     report["arms"][0]["accuracy"] = [72.0, 71.0, 71.5, 50.0]  # +1, -1, +0.5: the interval spans 0
     assert not versus(report, "dynamic_wide", "dynamic")["above_zero"]
+
+
+def _arm4(name: str, n: int, mean: float, interval: list[float], p: float) -> dict[str, Any]:
+    return {
+        "name": name,
+        "versus": {"uniform_all": {"n": n, "mean": mean, "ci95_rule": interval, "wilcoxon_p_holm": p}},
+    }
+
+
+def test_round4_rule_judges_the_larger_mrpc_mean_only() -> None:
+    from benchmarks.quality.decide import decide4
+
+    mrpc = {
+        "arms": [_arm4("heterolora", 10, 0.6, [0.1, 1.1], 0.01), _arm4("heterolora_init", 10, 0.9, [-0.1, 1.9], 0.2)]
+    }
+    sst2 = {"arms": [_arm4("heterolora", 10, 0.0, [-0.4, 0.4], 0.9), _arm4("heterolora_init", 10, 0.0, [-0.4, 0.4], 1)]}
+    out = decide4(mrpc, sst2)
+    # heterolora_init has the larger mean and fails; heterolora would pass but is not judged
+    assert out["judged"] == "heterolora_init" and out["chosen"] is None
+    assert any("does not lie above 0" in r for r in out["reasons"])
+    mrpc["arms"][1] = _arm4("heterolora_init", 10, 0.5, [-0.1, 1.9], 0.2)
+    assert decide4(mrpc, sst2)["chosen"] == "heterolora"
+    sst2["arms"][0] = _arm4("heterolora", 10, 0.0, [-0.6, 0.4], 0.9)  # SST-2 floor is -0.5
+    assert decide4(mrpc, sst2)["chosen"] is None
+    assert decide4(mrpc, None)["chosen"] is None  # no SST-2 yet: nothing is chosen

@@ -51,14 +51,15 @@ def test_arm_spec_overrides_and_kinds() -> None:
         "baseline", "heterolora", "control", "peer"
     ]  # fmt: skip
     # (a)-(f): 11, (g) heterolora_shortcuts, (h) dynamic; round 3: the default plan, two init arms, LoRA-GA,
-    # and (h) at rank 4, dynamic_wide
-    assert len(arm_names()) == 18
+    # and (h) at rank 4, dynamic_wide; round 4: uniform_recipe and uniform_init
+    assert len(arm_names()) == 20
     assert [kind_of(n) for n in ("heterolora_shortcuts", "dynamic")] == ["shortcut", "dynamic"]
     assert [kind_of(n) for n in ("heterolora", "heterolora_init", "uniform_all_init", "peft_lora_ga")] == [
         "heterolora", "init", "init", "peer"
     ]  # fmt: skip
-    families = [family_of(n) for n in ("uniform_qv_r8", "random", "heterolora_shortcuts", "peft_lora_ga", "eva")]
-    assert families == ["uniform", "heterolora", "heterolora", "lora_ga", "eva"]
+    names = ("uniform_qv_r8", "uniform_recipe", "random", "heterolora_shortcuts", "uniform_init", "peft_lora_ga", "eva")
+    families = [family_of(n) for n in names]
+    assert families == ["adamw", "recipe_uniform", "recipe_plan", "recipe_plan", "init", "lora_ga", "eva"]
     with pytest.raises(ValueError, match="unknown arm"):
         ArmSpec.parse("lora_everywhere")
 
@@ -145,12 +146,12 @@ def test_lr_pick_per_family_on_the_holdout() -> None:
     runs = [held("uniform_all", s, lr, acc + s) for s in range(3) for lr, acc in rates]
     runs += [held("heterolora", s, lr, 72.0) for s in range(3) for lr in (1e-3, 3e-3)]  # a tie
     pick = build_report("mrpc", runs, "python -m benchmarks.quality --sweep-lr 3e-4,1e-3,3e-3")["lr_pick"]
-    assert pick["uniform"] == {
+    assert pick["adamw"] == {
         "lr": 3e-3,
         "mean_accuracy": {"0.0003": 71.0, "0.001": 75.0, "0.003": 76.5},
         "runs": {"0.0003": 3, "0.001": 3, "0.003": 3},
     }
-    assert pick["heterolora"]["lr"] == 1e-3  # the tie goes to the smaller rate
+    assert pick["recipe_plan"]["lr"] == 1e-3  # the tie goes to the smaller rate
 
 
 def test_rates_per_family_do_not_count_as_a_different_schedule() -> None:
@@ -172,13 +173,92 @@ def test_a_run_file_from_another_schedule_is_refused_not_merged(tmp_path) -> Non
 
     (tmp_path / "mrpc").mkdir()
     now = Settings()
-    for seed, settings in ((0, replace(now, lr=1e-3)), (1, replace(now, lr=3e-3, head="mean"))):
+    for seed, settings in ((0, replace(now, lr=1e-3, ratio=1.0)), (1, replace(now, lr=3e-3, head="mean"))):
         (tmp_path / "mrpc" / f"uniform_all-s{seed}.json").write_text(json.dumps({"settings": asdict(settings)}))
     assert pending_jobs(["mrpc"], ["uniform_all"], [0, 2], tmp_path, False, [None], now) == [
         ("mrpc", "uniform_all", 2, None)
-    ]  # seed 0 was made under this schedule (the family's 1e-3): done
+    ]  # seed 0 was made under this schedule (the family's 1e-3, ratio 1): done
     with pytest.raises(StaleRunFile, match=r"head 'mean' \(wanted 'shipped'\)"):
         pending_jobs(["mrpc"], ["uniform_all"], [1], tmp_path, False, [None], now)
     assert pending_jobs(["mrpc"], ["uniform_all"], [1], tmp_path, True, [None], now) == [
         ("mrpc", "uniform_all", 1, None)
     ]
+
+
+def _run4(arm: str, seed: int, correct_last: int, correct_ep1: int = 300, split: str = "validation") -> dict:
+    """A round-4 run on 400 examples (gold alternating 1, 0) whose first `correct_*` predictions are right."""
+    gold = [1, 0] * 200
+
+    def preds(k: int) -> list[int]:
+        return [g if i < k else 1 - g for i, g in enumerate(gold)]
+
+    acc = [100 * correct_ep1 / 400, 100 * correct_last / 400]
+    training = {"learning_rate": 1e-3, "lora_plus_ratio": 1.0, "alpha_mode": "constant", "init": "zero"}
+    run = _run(arm, seed, acc) | {"gold": gold, "predictions": [preds(correct_ep1), preds(correct_last)]}
+    return run | {"training": training, "split": split, "family": family_of(arm.split("__")[0])}
+
+
+def test_round4_report_compares_candidates_with_arms_1_and_2() -> None:
+    """heterolora is 8 examples (2 points) ahead of uniform_all on all five seeds, heterolora_init 1
+    example ahead on 3 of 5; uniform_recipe ties uniform_all. Holm runs over the two candidates only."""
+    runs = [_run4("uniform_all", s, 320) for s in range(5)] + [_run4("uniform_recipe", s, 320) for s in range(5)]
+    runs += [_run4("heterolora", s, 328) for s in range(5)]
+    runs += [_run4("heterolora_init", s, 321 if s < 3 else 319) for s in range(5)]
+    report = build_report("mrpc", runs, "python -m benchmarks.quality")
+    arms = {a["name"]: a for a in report["arms"]}
+    assert report["default_arm"] == "heterolora" and report["holm_family"] == "candidates"
+    assert arms["heterolora"]["training"]["lora_plus_ratio"] == 1.0
+    hetero = arms["heterolora"]["versus"]["uniform_all"]
+    assert hetero["mean"] == 2.0 and hetero["ci95_t"] == [2.0, 2.0] and hetero["wins"] == 5
+    # the seed interval has no width (every seed +2); the bootstrap sees the 8 examples' sampling error
+    low, high = hetero["ci95_bootstrap"]
+    assert 0 < low < 2.0 < high < 4.0 and hetero["ci95_rule"] == hetero["ci95_bootstrap"]
+    # Holm over the two candidates: heterolora p = 2/32, doubled; heterolora_init's p larger, kept
+    init = arms["heterolora_init"]["versus"]["uniform_all"]
+    assert hetero["wilcoxon_p"] == pytest.approx(0.0625) and hetero["wilcoxon_p_holm"] == pytest.approx(0.125)
+    assert init["wilcoxon_p_holm"] == pytest.approx(max(0.125, init["wilcoxon_p"]))
+    assert init["ci95_rule"][0] < 0 < init["ci95_rule"][1]
+    assert arms["heterolora"]["versus"]["uniform_recipe"]["mean"] == 2.0
+    assert hetero["epoch1"]["mean"] == 0.0 and hetero["epoch1"]["ci95_bootstrap"] == [0.0, 0.0]
+    # arms outside the family keep their unadjusted p only
+    assert arms["uniform_recipe"]["wilcoxon_p_holm"] is None
+    assert arms["heterolora"]["wilcoxon_p_holm"] == pytest.approx(0.125)
+
+
+def test_sweep_pick_prunes_after_seed_0_and_breaks_ties_by_b_rate() -> None:
+    def point(seed: int, lr: float, ratio: float, correct: int) -> dict:
+        run = _run4("heterolora", seed, correct, split="train-heldout")
+        run["arm"] = f"heterolora__lr-{lr:g}__ratio-{ratio:g}"
+        return run | {"training": run["training"] | {"learning_rate": lr, "lora_plus_ratio": ratio}}
+
+    grid = {(1e-3, 1): 300, (2.5e-4, 4): 310, (5e-4, 4): 320, (1e-3, 4): 290, (2.5e-4, 16): 320, (5e-4, 16): 200}
+    runs = [point(0, lr, r, c) for (lr, r), c in grid.items()]
+    # seed 1 for the top 3: (5e-4, 4) and (2.5e-4, 16) tie at 320 -> the smaller B rate (2e-3 < 4e-3) first
+    pick = build_report("mrpc", runs, "x")["sweep_pick"]["recipe_plan"]
+    assert pick["seed1_for"] == ["heterolora__lr-0.0005__ratio-4", "heterolora__lr-0.00025__ratio-16",
+                                 "heterolora__lr-0.00025__ratio-4"]  # fmt: skip
+    assert pick["pick"] is None and pick["seeds"] == 1  # nothing is picked on one seed
+    runs += [point(1, 5e-4, 4, 316), point(1, 2.5e-4, 16, 316), point(1, 2.5e-4, 4, 330)]
+    pick = build_report("mrpc", runs, "x")["sweep_pick"]["recipe_plan"]
+    assert pick["mean_accuracy"] == {"heterolora__lr-0.00025__ratio-4": 80.0, "heterolora__lr-0.0005__ratio-4": 79.5,
+                                     "heterolora__lr-0.00025__ratio-16": 79.5}  # fmt: skip
+    assert pick["pick"] == "heterolora__lr-0.00025__ratio-4" and pick["pick_training"]["lora_plus_ratio"] == 4
+
+
+def test_sst2_rows_are_single_sentences(tmp_path) -> None:
+    from transformers import AutoTokenizer
+
+    from benchmarks.quality.data import encode, load_rows
+    from heterolora.loading import embedded_model_path
+
+    (tmp_path / "sst2").mkdir()
+    rows = "idx\tlabel\tsentence\n0\t1\tit 's a charming journey . \n1\t0\t\" flat and dull \n"
+    (tmp_path / "sst2" / "train.tsv").write_text(rows)
+    loaded = load_rows(tmp_path, "sst2", "train")
+    assert loaded == [
+        {"text": "it 's a charming journey . ", "text_pair": None, "label": 1},
+        {"text": '" flat and dull ', "text_pair": None, "label": 0},
+    ]
+    enc = encode(loaded, AutoTokenizer.from_pretrained(embedded_model_path()), 32)
+    assert enc.labels == [1, 0] and all(set(t) == {0} for t in enc.token_type_ids)  # one segment
+    assert enc.input_ids[1][:3] == [101, 1000, 4257]  # [CLS] " flat

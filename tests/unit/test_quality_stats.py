@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.quality.stats import ci95, holm, paired, t975, wilcoxon_p
+from benchmarks.quality.stats import bootstrap_ci95, ci95, holm, paired, t975, wider, wilcoxon_p
 
 
 def test_t_quantiles_match_the_tables() -> None:
@@ -56,3 +56,37 @@ def test_paired_uses_shared_seeds_only() -> None:
     # diffs 1, -0.5, 3: ranks 2, 1, 3 -> W+ = 5 of 6; patterns with W+ >= 5: {2,3}, {1,2,3} -> p = 2 * 2 / 8
     assert out["wilcoxon_p"] == pytest.approx(0.5)
     assert out["ci95"][0] < 0 < out["ci95"][1]
+
+
+def test_bootstrap_interval_is_seeded_and_can_exclude_zero() -> None:
+    gold = [1, 0] * 100
+    right = list(gold)
+    wrong_10 = [1 - g if i < 20 else g for i, g in enumerate(gold)]  # 20 of 200 wrong: 10 points worse
+    # every seed identical: the seed draw changes nothing, only the examples vary
+    better = bootstrap_ci95({0: right, 1: right}, {0: wrong_10, 1: wrong_10}, gold, resamples=4000, seed=0)
+    assert better is not None and 0 < better[0] < 10 < better[1] < 20
+    # binomial check: the difference is 1 on 20 of 200 examples, sd of the mean sqrt(0.1 * 0.9 / 200) = 2.12 pts
+    assert better[1] - better[0] == pytest.approx(2 * 1.96 * 2.121, rel=0.15)
+    assert bootstrap_ci95({0: right}, {0: wrong_10}, gold, resamples=4000, seed=0) == pytest.approx(better)
+    # deterministic for a seed, and another seed gives another (close) interval
+    again = bootstrap_ci95({0: right, 1: right}, {0: wrong_10, 1: wrong_10}, gold, resamples=4000, seed=0)
+    assert again == better
+    assert bootstrap_ci95({0: right, 1: right}, {0: wrong_10, 1: wrong_10}, gold, resamples=4000, seed=1) != better
+    # no difference at all: a point interval at 0; shared seeds only
+    assert bootstrap_ci95({0: right, 5: wrong_10}, {0: right, 7: right}, gold) == (0.0, 0.0)
+    assert bootstrap_ci95({0: right}, {1: right}, gold) is None
+
+
+def test_bootstrap_sees_the_seed_spread_too() -> None:
+    """Seed 0 is 10 points ahead, seed 1 10 points behind: the seed draw alone spans -10..+10, so the
+    two-way interval is wide and covers 0, although each seed on its own is clearly non-zero."""
+    gold = [1, 0] * 100
+    wrong = [1 - g if i < 20 else g for i, g in enumerate(gold)]
+    low, high = bootstrap_ci95({0: gold, 1: wrong}, {0: wrong, 1: gold}, gold, resamples=4000, seed=0)
+    assert low < -5 and high > 5
+
+
+def test_wider_interval_is_the_rules_interval() -> None:
+    assert wider([0.1, 1.0], (-0.2, 1.2)) == [-0.2, 1.2]
+    assert wider([0.1, 1.0], None) == [0.1, 1.0]
+    assert wider(None, None) is None
