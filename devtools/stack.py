@@ -110,10 +110,12 @@ def env_for(redis_url: str | None, model_root: Path, **extra: str | None) -> dic
     return env
 
 
-def start_worker(env: dict[str, str], log: Path, name: str, crashing: bool = False) -> subprocess.Popen:
+def start_worker(
+    env: dict[str, str], log: Path, name: str, crashing: bool = False, concurrency: int = 1
+) -> subprocess.Popen:
     """`heterolora worker`; `crashing`: one whose job process dies on devtools.crashing_worker.CRASH_MODEL."""
     launcher = ["-m", "devtools.crashing_worker"] if crashing else ["-m", "heterolora.cli", "worker"]
-    cmd = [sys.executable, *launcher, "-n", f"{name}@%h", "--loglevel", "INFO"]
+    cmd = [sys.executable, *launcher, "-n", f"{name}@%h", "--loglevel", "INFO", "-c", str(concurrency)]
     with log.open("ab") as out:
         return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -237,13 +239,19 @@ class Stack:
 
 
 def start_stack(
-    folder: Path, model_root: Path, *, worker: bool = True, crashing: bool = False, **extra: str | None
+    folder: Path,
+    model_root: Path,
+    *,
+    worker: bool = True,
+    crashing: bool = False,
+    concurrency: int = 1,
+    **extra: str | None,
 ) -> Stack:
     """Redis, the API and (unless `worker=False`: jobs then stay queued) one worker."""
     redis_server = RedisServer(folder).start()
     env = env_for(redis_server.url, model_root, **extra)
     worker_log = folder / "worker.log"
-    proc = start_worker(env, worker_log, "w1", crashing=crashing) if worker else None
+    proc = start_worker(env, worker_log, "w1", crashing=crashing, concurrency=concurrency) if worker else None
     api = Api(env, folder / "api.log").start()
     if worker:
         wait_until(lambda: httpx.get(api.url + "/readyz", timeout=3).status_code == 200, 90, "a worker ready")

@@ -9,6 +9,7 @@ from celery import Celery
 from celery.signals import celeryd_init
 
 from service.records import QUEUE_GPU, TASK_ALLOCATE
+from worker import threads as threads  # torch threads per pool process (signal handlers)
 from worker.settings import WorkerSettings, get_worker_settings
 
 # Lets `import worker.app` work without Redis configured; a worker refuses to start on it.

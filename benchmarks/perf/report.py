@@ -17,6 +17,7 @@ TARGETS: dict[str, tuple[str, Callable[[float], bool] | None]] = {
     "eva_time_ratio": ("(reported)", None),
     "scaling_exponent_k": ("~ 1 (0.8 to 1.2)", lambda v: 0.8 <= v <= 1.2),
     "scaling_exponent_depth": ("~ 1 (0.8 to 1.2)", lambda v: 0.8 <= v <= 1.2),
+    "threads_ratio": ("<= 1.2 (default threads / one thread, busy neighbour)", lambda v: v <= 1.2),
 }
 GRADIENT_PROXIES = ("grad_norm", "snip", "rank_energy")
 

@@ -27,7 +27,7 @@ from benchmarks.perf.report import judge, markdown
 from benchmarks.perf.timing import CLOCK, machine, rounded
 from benchmarks.perf.workloads import Spec, load
 
-SECTIONS = ("overhead", "eva", "scaling", "memory", "service")
+SECTIONS = ("overhead", "eva", "scaling", "memory", "service", "threads")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class Plan:
     memory_rounds: int
     scaling_rounds: int
     service: dict[str, int] = field(default_factory=dict)
+    threads: dict[str, Any] = field(default_factory=dict)  # benchmarks/perf/threads.py
 
 
 FULL = Plan(
@@ -59,6 +60,7 @@ FULL = Plan(
     memory_rounds=2,
     scaling_rounds=2,
     service={"rounds": 3, "requests": 200, "jobs": 10, "num_batches": 16},
+    threads={"spec": Spec(model="minilm", num_batches=4, batch_size=8, max_length=128), "rounds": 3, "old": True},
 )
 TINY = Spec(model="llama", num_batches=4, batch_size=4, seq_len=16, layers=2, hidden=32)
 QUICK = Plan(
@@ -73,6 +75,7 @@ QUICK = Plan(
     memory_rounds=1,
     scaling_rounds=1,
     service={"rounds": 1, "requests": 20, "jobs": 2, "num_batches": 2},
+    threads={"spec": TINY, "rounds": 1, "old": False},
 )
 
 
@@ -110,6 +113,11 @@ def run(plan: Plan, sections: tuple[str, ...]) -> dict[str, Any]:
         results["cached_post_p50_ms"] = svc["cached_post"]["p50_ms"]
         results["cached_post_p99_ms"] = svc["cached_post"]["p99_ms"]
         results["new_job_overhead_ms"] = svc["new_job"]["overhead_ms"]
+    if "threads" in sections:
+        from benchmarks.perf.threads import threads_ratio
+
+        details["threads"] = threads_ratio(**plan.threads)
+        results["threads_ratio"] = details["threads"]["ratio"]
     return results | {"details": details}
 
 
