@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from heterolora.gradient_init import init_for_ranks as init_for_ranks
     from heterolora.init_apply import LearningRateWarning as LearningRateWarning
     from heterolora.init_apply import check_optimizer as check_optimizer
+    from heterolora.loading import load_model as load_model
+    from heterolora.training import make_optimizer as make_optimizer
 
 _deprecated.install()  # old import paths still work for one release, with a warning
 
@@ -34,6 +36,8 @@ _LAZY = {
     "check_optimizer": "heterolora.init_apply",
     "LearningRateWarning": "heterolora.init_apply",
     "init_for_ranks": "heterolora.gradient_init",
+    "load_model": "heterolora.loading",
+    "make_optimizer": "heterolora.training",
 }
 
 
@@ -56,6 +60,8 @@ __all__ = [
     "compute_plan",
     "init_for_ranks",
     "load_adapted",
+    "load_model",
+    "make_optimizer",
     "plan",
     "save_adapted",
 ]

@@ -27,6 +27,7 @@ from heterolora.config import PROXY_NAMES, AllocationConfig
 from heterolora.engine import compute_plan
 from heterolora.gradient_init import init_for_plan
 from heterolora.plans import Plan, build_peft_kwargs
+from heterolora.scoring import warmed_up_head
 from heterolora.search_space import discover
 
 ALL_TYPES = ["q", "k", "v", "o", "up", "down"]
@@ -206,7 +207,11 @@ def arm_plan(
         plan = with_ranks(frame, uniform_ranks(model, ALL_TYPES, 2), "uniform", rslora)
         if name in INIT_ARMS:  # the init of these ranks, from the arm's scoring batches
             init.pop("init")
-            plan = init_for_plan(model, scoring, plan, **{k.removeprefix("init_"): v for k, v in init.items()})
+            step = AllocationConfig.model_fields["init_step"].default if name == "uniform_init" else "learning_rate"
+            kwargs = {k.removeprefix("init_"): v for k, v in init.items()}
+            warmup = int(options.get("head_warmup_steps", 0))  # as compute_plan does before its gradient
+            with warmed_up_head(model, scoring, warmup, seed):
+                plan = init_for_plan(model, scoring, plan, **kwargs, init_step=options.get("init_step", step))
         return plan
     if name == "random":
         return with_ranks(template_plan(model, seed), random_ranks(model, AllocationConfig(**options), seed), "random")

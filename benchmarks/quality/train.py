@@ -19,6 +19,7 @@ from benchmarks.quality.arms import FAMILY_RECIPE, INIT_ARMS, ArmSpec, alpha_mod
 from benchmarks.quality.data import Encoded, bucketed_order, collate, encode, eval_batches, holdout_split, load_rows
 from benchmarks.quality.data import subset as take
 from benchmarks.quality.head import mean_head
+from heterolora.config import AllocationConfig
 from heterolora.loading import load_model
 from heterolora.samples import make_batches
 from heterolora.search_space import head_modules
@@ -46,6 +47,7 @@ class Settings:
 
 
 HEADS = ("shipped", "mean")
+INIT_STEP_DEFAULT = AllocationConfig.model_fields["init_step"].default  # the product's: line_search
 
 
 def with_family_rate(settings: Settings, arm_name: str) -> Settings:
@@ -71,7 +73,7 @@ def training_settings(spec: ArmSpec, settings: Settings) -> dict[str, Any]:
         "lora_plus_ratio": settings.ratio,
         "alpha_mode": alpha_mode(spec.name),
         "init": "gradient" if init else "zero",
-        "init_step": options.get("init_step", "learning_rate") if init else None,
+        "init_step": options.get("init_step", INIT_STEP_DEFAULT) if init else None,
         "head_warmup_steps": int(options.get("head_warmup_steps", 0)),
     }
 
