@@ -5,6 +5,7 @@ merged report). Runs whose file exists are skipped, so the sweep resumes where i
     python -m benchmarks.quality.sweep --family adamw,recipe_plan            # in this order
     python -m benchmarks.quality.sweep --family recipe_plan --dry-run        # print the commands
     python -m benchmarks.quality.sweep --family adamw --stop-at 09:20        # no run may end later
+    python -m benchmarks.quality.sweep --family init                         # after recipe_plan's pick
 
 Each run is `python -m benchmarks.quality --task mrpc --arms ARM --seeds S --sweep-lr A --ratio R
 --workers 1` in its own process, so a killed sweep loses at most the run in progress.
@@ -21,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks import RESULTS
-from benchmarks.quality.arms import PRUNE_TOP
+from benchmarks.quality.arms import PRUNE_TOP, ArmSpec
 
 SWEPT_ARM = {"adamw": "uniform_all", "recipe_uniform": "uniform_recipe", "recipe_plan": "heterolora"}
 RECIPE_GRID = ((1, 1e-3), (4, 2.5e-4), (4, 5e-4), (4, 1e-3), (16, 2.5e-4), (16, 5e-4))  # (ratio, A rate)
@@ -30,27 +31,50 @@ GRID: dict[str, tuple[tuple[float, float], ...]] = {
     "recipe_uniform": RECIPE_GRID,
     "recipe_plan": RECIPE_GRID,
 }
+# The init family, at recipe_plan's pick: head warm-up {0, 64} with the line-search step (LoRA-One's
+# normalisation, the protocol's second step rule, is not built: the amendment's reduced grid).
+INIT_WARMUPS = (0, 64)
 RUN_MINUTES = 15  # a run is not started with less time than this left before --stop-at
+Point = tuple[str, float, float]  # arm spec, LoRA+ ratio, A rate
 
 
-def command(family: str, seed: int, ratio: float, lr: float, task: str = "mrpc") -> list[str]:
-    arm = SWEPT_ARM[family]
+def grid(family: str, out: Path = RESULTS) -> list[Point]:
+    """The family's grid points; the init family's come from recipe_plan's pick (needs its seed 1)."""
+    if family != "init":
+        return [(SWEPT_ARM[family], ratio, lr) for ratio, lr in GRID[family]]
+    pick = _report(out).get("recipe_plan", {}).get("pick_training")
+    if not pick:
+        raise SystemExit("init: recipe_plan has no pick yet (its seed-1 runs come first)")
+    ratio, lr = float(pick["lora_plus_ratio"]), float(pick["learning_rate"])
+    return [(f"heterolora_init:head_warmup_steps={w}", ratio, lr) for w in INIT_WARMUPS]
+
+
+def command(point: Point, seed: int, task: str = "mrpc") -> list[str]:
+    arm, ratio, lr = point
     return [sys.executable, "-m", "benchmarks.quality", "--task", task, "--arms", arm, "--seeds", str(seed),
             "--sweep-lr", f"{lr:g}", "--ratio", f"{ratio:g}", "--workers", "1"]  # fmt: skip
 
 
-def run_path(family: str, seed: int, ratio: float, lr: float, out: Path = RESULTS) -> Path:
-    label = f"{SWEPT_ARM[family]}__lr-{lr:g}__ratio-{ratio:g}"
-    return out / "quality-sweep-runs" / "mrpc" / f"{label}-s{seed}.json"
+def label(point: Point) -> str:
+    arm, ratio, lr = point
+    return f"{ArmSpec.parse(arm).label}__lr-{lr:g}__ratio-{ratio:g}"
 
 
-def seed1_points(family: str, out: Path = RESULTS) -> list[tuple[float, float]]:
+def run_path(point: Point, seed: int, out: Path = RESULTS) -> Path:
+    return out / "quality-sweep-runs" / "mrpc" / f"{label(point)}-s{seed}.json"
+
+
+def _report(out: Path) -> dict:
+    path = out / "quality-sweep-mrpc.json"
+    return (json.loads(path.read_text()).get("sweep_pick") or {}) if path.is_file() else {}
+
+
+def seed1_points(family: str, out: Path = RESULTS) -> list[Point]:
     """The points that get seed 1: the top PRUNE_TOP[family] at seed 0, from the merged report."""
-    report = json.loads((out / "quality-sweep-mrpc.json").read_text())
-    chosen = set((report.get("sweep_pick") or {}).get(family, {}).get("seed1_for", []))
-    points = [p for p in GRID[family] if run_path(family, 0, *p, out).is_file()]
-    picked = [(r, lr) for r, lr in points if run_path(family, 0, r, lr, out).stem.removesuffix("-s0") in chosen]
-    if len(picked) != min(PRUNE_TOP[family], len(points)):
+    chosen = set(_report(out).get(family, {}).get("seed1_for", []))
+    done = [p for p in grid(family, out) if run_path(p, 0, out).is_file()]
+    picked = [p for p in done if label(p) in chosen]
+    if len(picked) != min(PRUNE_TOP[family], len(done)):
         raise SystemExit(f"{family}: the report names {sorted(chosen)}, not the top {PRUNE_TOP[family]} of the grid")
     return picked
 
@@ -93,10 +117,10 @@ def main() -> None:
             if seed == 1 and args.dry_run:
                 print(f"# then seed 1 for the top {PRUNE_TOP[family]} of {family} at seed 0", flush=True)
                 continue
-            for ratio, lr in GRID[family] if seed == 0 else seed1_points(family):
-                if run_path(family, seed, ratio, lr).is_file():
+            for point in grid(family) if seed == 0 else seed1_points(family):
+                if run_path(point, seed).is_file():
                     continue
-                if not run(command(family, seed, ratio, lr), stop, args.dry_run):
+                if not run(command(point, seed), stop, args.dry_run):
                     return
 
 

@@ -15,11 +15,19 @@ from typing import Any
 
 import torch
 
-from benchmarks.quality.arms import FAMILY_RECIPE, INIT_ARMS, ArmSpec, alpha_mode, build_arm, family_of, kind_of
+from benchmarks.quality.arms import (
+    FAMILY_RECIPE,
+    INIT_ARMS,
+    ArmSpec,
+    alpha_mode,
+    arm_options,
+    build_arm,
+    family_of,
+    kind_of,
+)
 from benchmarks.quality.data import Encoded, bucketed_order, collate, encode, eval_batches, holdout_split, load_rows
 from benchmarks.quality.data import subset as take
 from benchmarks.quality.head import mean_head
-from heterolora.config import AllocationConfig
 from heterolora.loading import load_model
 from heterolora.samples import make_batches
 from heterolora.search_space import head_modules
@@ -47,7 +55,6 @@ class Settings:
 
 
 HEADS = ("shipped", "mean")
-INIT_STEP_DEFAULT = AllocationConfig.model_fields["init_step"].default  # the product's: line_search
 
 
 def with_family_rate(settings: Settings, arm_name: str) -> Settings:
@@ -66,14 +73,14 @@ def run_label(arm_label: str, settings: Settings) -> str:
 
 def training_settings(spec: ArmSpec, settings: Settings) -> dict[str, Any]:
     """The recipe one run trained with (the report's per-arm `training`)."""
-    options = spec.config_options()
+    options = arm_options(spec)
     init = spec.name in INIT_ARMS
     return {
         "learning_rate": settings.lr,
         "lora_plus_ratio": settings.ratio,
         "alpha_mode": alpha_mode(spec.name),
         "init": "gradient" if init else "zero",
-        "init_step": options.get("init_step", INIT_STEP_DEFAULT) if init else None,
+        "init_step": options["init_step"] if init else None,
         "head_warmup_steps": int(options.get("head_warmup_steps", 0)),
     }
 
