@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -140,10 +141,11 @@ def plan_cmd(**kw: Any) -> None:
     if budget is not None:
         options["budget"] = budget
     bar = None
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 alone reports and writes
     try:
         config = AllocationConfig(**options)
         samples = read_samples(kw["data"]) if kw["data"] else None
-        bar = _Bar()
+        bar = _Bar() if main_rank else None
         start = time.perf_counter()
         if kw["server"]:  # same request, computed by the service (heterolora/cli_remote.py)
             from heterolora.cli_remote import plan_on_server, remote_samples
@@ -156,7 +158,10 @@ def plan_cmd(**kw: Any) -> None:
         else:
             place = {"device": kw["device"], "dtype": kw["dtype"], "device_map": kw["device_map"]}
             result = plan(kw["model"], samples, config, progress=bar, **place)
-        bar.close()
+            if not main_rank:
+                return
+        if bar is not None:
+            bar.close()
         bar = None
     except HeteroLoraError as exc:
         raise click.ClickException(exc.message) from None
@@ -165,6 +170,9 @@ def plan_cmd(**kw: Any) -> None:
     finally:
         if bar is not None:
             bar.close()
+        launched = sys.modules.get("heterolora.distributed")  # loaded only when a plan ran here
+        if launched is not None:
+            launched.release()
     if kw["out"]:
         result.save(kw["out"])
     if kw["plot"]:

@@ -21,6 +21,7 @@ from heterolora.config import (
     ParamsBudget,
     budget_kind,
 )
+from heterolora.distributed import Group, check_agreement
 from heterolora.errors import BudgetError, ConfigError, DataError
 from heterolora.gradient_init import GradientSource, attach_init, build_init, plan_sites, scoring_source
 from heterolora.plans import BudgetInfo, ModuleEntry, Plan
@@ -169,8 +170,10 @@ def score_sites(
     config: AllocationConfig,
     progress: Progress,
     space: SearchSpace | None = None,
+    group: Group | None = None,
 ) -> SiteScores:
-    """Run the configured proxy over every candidate site (and shortcut site)."""
+    """Run the configured proxy over every candidate site (and shortcut site). With a process
+    `group`, a shardable proxy scores this rank's share of `batches` and sums over the ranks."""
     spec = get_proxy(config.proxy)
     if spec.needs_data and not batches:
         raise DataError("no scoring batches", field="samples")
@@ -180,9 +183,10 @@ def score_sites(
     sites, sc_sites = space.sites, space.shortcut_sites
     ranks = _scoring_ranks(config)
     start = time.perf_counter()
+    shard = group if group is not None and spec.shardable else None
     ctx = ProxyContext(
         model=model,
-        batches=batches,
+        batches=shard.shard(batches) if shard else batches,
         candidates=sites + sc_sites,
         ranks=ranks,
         seed=config.seed,
@@ -192,6 +196,8 @@ def score_sites(
         memory_cap_bytes=config.scoring_memory_mb << 20,
         checkpointing=config.gradient_checkpointing,
         oversampling=config.sketch_oversampling,
+        reduce=shard.sum_ if shard else None,
+        total_batches=len(batches),
     )
     # Shortcut sites exist only while scoring, as zero probes (see heterolora/shortcuts/modules.py).
     with warmed_up_head(model, batches, config.head_warmup_steps, config.seed), scoring_probes(model, sc_sites):
@@ -238,6 +244,7 @@ def compute_plan(
     scored: SiteScores | None = None,
     on_scored: Callable[[SiteScores], None] | None = None,
     labels: list[int | str] | None = None,
+    group: Group | None = None,
 ) -> Plan:
     """Plan heterogeneous LoRA ranks for `model` from scoring `batches` (already tokenised).
 
@@ -249,16 +256,20 @@ def compute_plan(
         scored: scores from an earlier call with the same `score_key`, to skip scoring.
         on_scored: receives freshly computed scores (a score cache stores them).
         labels: the class names behind label ids 0..n-1, recorded in the plan.
+        group: the process group when several processes plan together (heterolora/distributed.py):
+            every rank passes the same model, batches and config, and gets rank 0's plan back.
     """
     config = config or AllocationConfig()
     progress = progress or _quiet
     t0 = time.perf_counter()
     space = discover_space(model, config)  # the only walk over the model's modules
     limit = check_budget(model, config, space)
+    if group is not None:
+        check_agreement(group, model, batches, config, model_id, revision)
     computed_here = scored is None
     if scored is None:
         progress(0.0, "scoring")
-        scored = score_sites(model, batches, config, scoring_share(progress), space)
+        scored = score_sites(model, batches, config, scoring_share(progress), space, group)
         if on_scored is not None:
             on_scored(scored)
     progress(0.95, "allocating")
@@ -286,13 +297,16 @@ def compute_plan(
         modules_to_save=head_modules(model),
         settings=config.model_dump(exclude={"task", "proxy", "seed", "budget"})
         | {"batches": scored.batches, "scoring_mode": scored.scoring, "scoring_passes": scored.passes}
-        | {"weights_dtype": str(next(model.parameters()).dtype).removeprefix("torch.")},
+        | {"weights_dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
+        | {"world_size": group.world_size if group is not None else 1},
         labels=labels or None,
         shortcuts=shortcut_section(model, config, len(scored.shortcut_sites)) if scored.shortcut_sites else None,
         timings=_timings(scored, t0, computed_here),
     )
     if config.init == "gradient":  # issue 14: the plan carries its A/B init
         plan = _with_gradient_init(plan, scored, config)
+    if group is not None:  # every rank returns rank 0's plan (identical sums give identical plans)
+        plan = group.from_main(plan)
     progress(1.0, "done")
     return plan
 
