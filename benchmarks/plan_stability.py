@@ -24,10 +24,12 @@ from benchmarks import GLUE, RESULTS
 from benchmarks.quality.arms import BUDGET, random_ranks
 from benchmarks.quality.data import load_rows
 from benchmarks.quality.head import MeanPoolClassifier
+from heterolora.allocation import choose
+from heterolora.budget import check_plan_budget
 from heterolora.config import AllocationConfig
-from heterolora.engine import check_budget, choose, score_sites
 from heterolora.loading import load_model
 from heterolora.samples import make_batches
+from heterolora.scoring import score_sites
 from heterolora.search_space import discover
 
 ATTENTION = {"q", "k", "v", "o"}
@@ -74,7 +76,7 @@ def main() -> None:
     cost = {c.name: c.cost_per_rank for c in sites}
     kind = {c.name: c.type for c in sites}
     results = []
-    limit = check_budget(model, AllocationConfig(budget=BUDGET))  # the same for every proxy
+    limit = check_plan_budget(model, AllocationConfig(budget=BUDGET)).limit  # the same for every proxy
     # No signal: the allocation rule fed uniform random scores (arm `random`), one seed per sample.
     plans = [random_ranks(model, AllocationConfig(), seed) for seed in range(args.samples)]
     results.append(summary("random scores", 0, plans, 0.0, cost, kind, limit))

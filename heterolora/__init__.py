@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from heterolora import _deprecated
 from heterolora._version import __version__ as __version__
 from heterolora.config import AllocationConfig as AllocationConfig
 from heterolora.errors import HeteroLoraError as HeteroLoraError
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from heterolora.gradient_init import init_for_ranks as init_for_ranks
     from heterolora.init_apply import LearningRateWarning as LearningRateWarning
     from heterolora.init_apply import check_optimizer as check_optimizer
+
+_deprecated.install()  # old import paths still work for one release, with a warning
 
 _LAZY = {
     "plan": "heterolora.api",

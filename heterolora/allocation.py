@@ -17,8 +17,14 @@ import hashlib
 import heapq
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from heterolora.errors import BudgetError
+from heterolora.budget import check_family_budgets, check_sites_fit, family_counts
+from heterolora.config import SHORTCUT_TYPES, AllocationConfig, FractionBudget
+from heterolora.search_space import Candidate
+
+if TYPE_CHECKING:
+    from heterolora.scoring import SiteScores
 
 
 @dataclass(frozen=True)
@@ -67,12 +73,7 @@ def _hull(costs: list[int], values: list[float]) -> list[int]:
 
 def allocate_ranks(items: list[Item], ranks: list[int], limit: int, seed: int) -> dict[str, int]:
     """Rank per item (0 = not adapted) with sum(c_i * r_i) <= limit."""
-    cheapest = min(it.cost_per_rank for it in items) * ranks[0]
-    if limit < cheapest:
-        raise BudgetError(
-            f"budget of {limit} parameters is below the cheapest module (rank {ranks[0]} costs {cheapest})",
-            field="budget",
-        )
+    check_sites_fit(limit, items, ranks[0])
     levels = [0, *ranks]
     hulls = {it.name: _hull([it.cost_per_rank * r for r in ranks], it.curve) for it in items}
     by_name = {it.name: it for it in items}
@@ -106,3 +107,60 @@ def select_top(scores: dict[str, float], count: int, seed: int) -> set[str]:
     """The paper's mode: the `count` best-scored names, ties broken by the seeded key."""
     order = sorted(scores, key=lambda n: (-scores[n], tie_key(seed, n)))
     return set(order[:count])
+
+
+def choose(scored: SiteScores, config: AllocationConfig, limit: int) -> dict[str, int]:
+    """Ranks per candidate name from the scores: the allocation rule (docs/allocation.md)."""
+    ranks, candidates = scored.ranks, scored.sites + scored.shortcut_sites
+    curves = {n: (list(v) if isinstance(v, list) else scalar_curve(v, ranks)) for n, v in scored.raw.items()}
+    if config.normalize != "none":
+        groups = {c.name: str(c.layer if config.normalize == "layer" else c.type) for c in candidates}
+        curves = normalize(curves, groups)
+    if scored.shortcut_sites:
+        return choose_ranks(scored.sites, scored.shortcut_sites, curves, ranks, limit, config)
+    if isinstance(config.budget, FractionBudget):
+        count, _ = family_counts(config.budget.fraction, len(scored.sites), 0)
+        chosen = select_top({n: c[-1] for n, c in curves.items()}, count, config.seed)
+        return {c.name: (ranks[0] if c.name in chosen else 0) for c in scored.sites}
+    items = [Item(c.name, c.cost_per_rank, curves[c.name]) for c in scored.sites]
+    return allocate_ranks(items, ranks, limit, config.seed)
+
+
+def family_groups(candidates: list[Candidate]) -> dict[str, str]:
+    return {c.name: ("shortcut" if c.type in SHORTCUT_TYPES else "lora") for c in candidates}
+
+
+def choose_ranks(
+    lora: list[Candidate],
+    shortcuts: list[Candidate],
+    curves: dict[str, list[float]],
+    ranks: list[int],
+    limit: int,
+    config: AllocationConfig,
+) -> dict[str, int]:
+    """Ranks over both families. `combined`: one ranking after dividing every curve by its
+    family's mean top value (so each family averages 1 and raw gradient scales, which differ
+    between a projection and a residual map, do not decide the mix). `separated`: each family
+    is allocated on its own, with its own budget."""
+    budget = config.budget
+    if isinstance(budget, FractionBudget):
+        counts = dict(zip(("lora", "shortcut"), family_counts(budget.fraction, len(lora), len(shortcuts)), strict=True))
+        if config.shortcut_mode == "combined":
+            normed = normalize(curves, family_groups(lora + shortcuts))
+            chosen = select_top({n: c[-1] for n, c in normed.items()}, sum(counts.values()), config.seed)
+            return {c.name: (budget.rank if c.name in chosen else 0) for c in lora + shortcuts}
+        out = {}
+        for family, sites in (("lora", lora), ("shortcut", shortcuts)):
+            chosen = select_top({c.name: curves[c.name][-1] for c in sites}, counts[family], config.seed)
+            out |= {c.name: (budget.rank if c.name in chosen else 0) for c in sites}
+        return out
+    if config.shortcut_mode == "combined":
+        normed = normalize(curves, family_groups(lora + shortcuts))
+        items = [Item(c.name, c.cost_per_rank, normed[c.name]) for c in lora + shortcuts]
+        return allocate_ranks(items, ranks, limit, config.seed)
+    limits = check_family_budgets(lora, shortcuts, ranks, limit, config)
+    out = {}
+    for family, sites in (("lora", lora), ("shortcut", shortcuts)):
+        items = [Item(c.name, c.cost_per_rank, curves[c.name]) for c in sites]
+        out |= allocate_ranks(items, ranks, limits[family], config.seed)
+    return out

@@ -7,8 +7,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import replace
 
-from heterolora.engine import SiteScores
 from heterolora.loading import LoadedModel
+from heterolora.scoring import SiteScores
 
 CacheKey = tuple[str, str, int, str | None, str]  # model id, task, num_labels, dtype, device or "device_map=auto"
 

@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 import click
 from pydantic.fields import FieldInfo
 
+from heterolora.cli_files import check_writable, save_plan
+from heterolora.cli_mlflow import is_run_ref, log_to_mlflow, plan_from_mlflow, require_mlflow
 from heterolora.cli_remote import DEFAULT_API_KEY_ENV
 from heterolora.config import DEFAULT_LIKE, DEVICE_MAPS, WEIGHT_DTYPES, AllocationConfig
 from heterolora.errors import HeteroLoraError
@@ -50,6 +52,7 @@ def _budget(params: int | None, like: str | None, fraction: float | None, rank: 
 # so a new knob cannot be forgotten here. The budget has its own options (three forms).
 OPTION_NAMES = {"proxy": ["--proxy", "-p"], "head_warmup_steps": ["--head-warmup"], "use_rslora": ["--rslora"]}
 NOT_OPTIONS = {"budget"}
+BUDGET_OPTIONS = {"--budget-params": "budget_params", "--budget-like": "budget_like", "--fraction": "fraction"}
 
 
 def config_option(name: str, field: FieldInfo) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -126,6 +129,13 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the plan JSON instead of the table.")
 @click.option("--server", help="Plan on this HeteroLoRA service (URL) instead of locally.")
 @click.option("--api-key-env", default=DEFAULT_API_KEY_ENV, show_default=True, help="Env var holding the API key.")
+@click.option(
+    "--mlflow",
+    "to_mlflow",
+    is_flag=True,
+    help="Also log the plan to MLflow ($MLFLOW_TRACKING_URI; $MLFLOW_RUN_ID's run, else a new one); "
+    "prints the run id on stderr.",
+)
 def plan_cmd(**kw: Any) -> None:
     """Score every candidate module and print a rank plan (defaults: MiniLM, built-in sample)."""
     from heterolora.api import plan
@@ -136,6 +146,9 @@ def plan_cmd(**kw: Any) -> None:
     apply_threads()  # threads that fit this process's CPUs, unless HETEROLORA_TORCH_THREADS says otherwise
 
     _check_plot(kw["plot"])
+    check_writable(kw["out"], "--out")
+    check_writable(kw["plot"], "--plot")
+    require_mlflow(kw["to_mlflow"])
     options = {name: kw[name] for name in AllocationConfig.model_fields if name not in NOT_OPTIONS}
     budget = _budget(kw["budget_params"], kw["budget_like"], kw["fraction"], kw["rank"])
     if budget is not None:
@@ -166,7 +179,7 @@ def plan_cmd(**kw: Any) -> None:
     except HeteroLoraError as exc:
         raise click.ClickException(exc.message) from None
     except ValueError as exc:  # pydantic validation of options
-        raise click.ClickException(_one_line(exc)) from None
+        raise option_error(exc, _budget_option(kw)) from None
     finally:
         if bar is not None:
             bar.close()
@@ -174,7 +187,7 @@ def plan_cmd(**kw: Any) -> None:
         if launched is not None:
             launched.release()
     if kw["out"]:
-        result.save(kw["out"])
+        save_plan(result, kw["out"])
     if kw["plot"]:
         save_heatmap(result, kw["plot"])
     if kw["as_json"]:
@@ -182,6 +195,8 @@ def plan_cmd(**kw: Any) -> None:
     else:
         click.echo(rank_table(result))
         click.echo(f"planned in {time.perf_counter() - start:.1f}s", err=True)
+    if kw["to_mlflow"]:  # last: a store that fails cannot cost the plan written and printed above
+        log_to_mlflow(result)
 
 
 def _check_plot(plot: str | None) -> None:
@@ -189,12 +204,41 @@ def _check_plot(plot: str | None) -> None:
         raise click.UsageError("--plot needs matplotlib: pip install 'heterolora[plot]'")
 
 
-def _one_line(exc: Exception) -> str:
+def _first_error(exc: Exception) -> tuple[str, str]:
+    """(field, message) of a validation error: the library's own message and field when one of
+    its validators raised it, else pydantic's message without its "Value error, " prefix."""
     errors = getattr(exc, "errors", None)
-    if callable(errors):
-        e = errors()[0]
-        return f"invalid option {'.'.join(map(str, e['loc']))}: {e['msg']}"
-    return str(exc).splitlines()[0]
+    if not callable(errors):
+        return "", str(exc).splitlines()[0]
+    first = errors()[0]
+    cause = (first.get("ctx") or {}).get("error")
+    field = ".".join(map(str, first["loc"]))
+    if isinstance(cause, HeteroLoraError):
+        return cause.field or field, cause.message
+    if isinstance(cause, Exception):
+        return field, str(cause)
+    return field, str(first["msg"])
+
+
+def _one_line(exc: Exception) -> str:
+    field, message = _first_error(exc)
+    return f"{field}: {message}" if field and not message.startswith(field) else message
+
+
+def _budget_option(kw: dict[str, Any]) -> str:
+    given = [name for name, key in BUDGET_OPTIONS.items() if kw.get(key) is not None]
+    return given[0] if given else "--budget-params"
+
+
+def option_error(exc: Exception, budget_option: str) -> click.ClickException:
+    """An invalid `plan` option, named as the user typed it (`--num-batches`, not num_batches)."""
+    field, message = _first_error(exc)
+    name = field.split(".")[0]
+    if name == "budget":
+        return click.BadParameter(message, param_hint=budget_option)
+    if name in AllocationConfig.model_fields:
+        return click.BadParameter(message, param_hint=OPTION_NAMES.get(name, ["--" + name.replace("_", "-")])[0])
+    return click.ClickException(message)
 
 
 @main.command("show")
@@ -205,15 +249,26 @@ def _one_line(exc: Exception) -> str:
 @click.option("--max-lora-rank", type=int, default=VLLM_DEFAULT_MAX_LORA_RANK, show_default=True, help="For --check.")
 @click.option("--server", help="PLAN_FILE is a job id on this service.")
 @click.option("--api-key-env", default=DEFAULT_API_KEY_ENV, show_default=True, help="Env var holding the API key.")
-@click.option("--out", "-o", type=click.Path(dir_okay=False), help="With --server: write the job's plan here.")
+@click.option("--mlflow", "from_mlflow", is_flag=True, help="PLAN_FILE is an MLflow run id (runs:/<id> needs no flag).")
+@click.option(
+    "--out", "-o", type=click.Path(dir_okay=False), help="With --server or an MLflow run: write the plan here."
+)
 def show_cmd(
-    plan_file: str, plot: str | None, peft: bool, check: str | None, max_lora_rank: int, **remote: Any
+    plan_file: str,
+    plot: str | None,
+    peft: bool,
+    check: str | None,
+    max_lora_rank: int,
+    from_mlflow: bool,
+    **remote: Any,
 ) -> None:
-    """Print a saved plan (or, with --server, a job's status and plan) as a table."""
+    """Print a saved plan (or, with --server, a job's status and plan; or an MLflow run's plan) as a table."""
     from heterolora.heatmap import rank_table, save_heatmap
     from heterolora.plans import Plan
 
     _check_plot(plot)
+    check_writable(remote["out"], "--out")
+    check_writable(plot, "--plot")
     if remote["server"]:
         from heterolora.cli_remote import show_job
 
@@ -221,6 +276,10 @@ def show_cmd(
         loaded = show_job(remote["server"], remote["api_key_env"], plan_file, remote["out"], require_plan=need)
         if loaded is None:
             return
+    elif is_run_ref(plan_file, from_mlflow):
+        loaded = plan_from_mlflow(plan_file)
+        if remote["out"]:
+            save_plan(loaded, remote["out"])
     elif not Path(plan_file).is_file():
         raise click.BadParameter(f"no such file {plan_file!r}", param_hint="PLAN_FILE")
     else:

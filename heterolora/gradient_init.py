@@ -38,7 +38,7 @@ from heterolora.init_format import (
     adapter_key,
     sha256_hex,
 )
-from heterolora.plans import Plan
+from heterolora.plans import ModuleEntry, Plan
 from heterolora.proxies.context import ProxyContext
 from heterolora.search_space import Candidate, discover
 from heterolora.sketch import DenseSite, Sketches, resolve_scoring
@@ -192,12 +192,17 @@ class InitSite:
     scaling: float
 
 
-def plan_sites(plan: Plan) -> list[InitSite]:
-    """The plan's LoRA modules (rank > 0) as InitSites. Shortcut modules keep their standard init:
+def module_sites(modules: list[ModuleEntry], use_rslora: bool) -> list[InitSite]:
+    """The LoRA modules (rank > 0) as InitSites. Shortcut modules keep their standard init:
     LoRA-GA's correction needs a frozen base matrix to absorb -scaling * B @ A, and a shortcut has
     none (its base is an implicit identity or zero)."""
-    rslora = plan.alpha_mode == "rslora"
-    return [InitSite(m.name, m.rank, lora_scaling(m.alpha, m.rank, rslora)) for m in plan.lora_modules if m.rank > 0]
+    lora = [m for m in modules if m.kind == "lora" and m.rank > 0]
+    return [InitSite(m.name, m.rank, lora_scaling(m.alpha, m.rank, use_rslora)) for m in lora]
+
+
+def plan_sites(plan: Plan) -> list[InitSite]:
+    """The plan's LoRA modules as InitSites (see module_sites)."""
+    return module_sites(plan.modules, plan.alpha_mode == "rslora")
 
 
 def build_init(

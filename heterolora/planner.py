@@ -19,12 +19,13 @@ import torch
 from heterolora import distributed
 from heterolora.caches import CacheKey, ModelCache
 from heterolora.config import LABEL_PROXIES, AllocationConfig
-from heterolora.engine import compute_plan, score_key
+from heterolora.engine import compute_plan
 from heterolora.errors import ConfigError, HeteroLoraError
 from heterolora.loading import LoadedModel, default_device, load_model
 from heterolora.plans import Plan
 from heterolora.proxies.context import Progress
 from heterolora.samples import Sample, builtin_sample, class_names, make_batches, normalize_samples, num_labels_of
+from heterolora.scoring import score_key
 
 LOADING_SHARE = 0.1  # progress share of model loading; the engine reports the rest
 

@@ -22,8 +22,9 @@ from torch import nn
 from benchmarks.quality.peers import ALPHA_RATIO, DYNAMIC_RANKS, dynamic_arm, eva_arm, lora_ga_arm
 from heterolora.allocation import Item, allocate_ranks, scalar_curve
 from heterolora.apply import apply_plan
+from heterolora.budget import resolve_limit
 from heterolora.config import PROXY_NAMES, AllocationConfig
-from heterolora.engine import compute_plan, resolve_limit
+from heterolora.engine import compute_plan
 from heterolora.gradient_init import init_for_plan
 from heterolora.plans import Plan, build_peft_kwargs
 from heterolora.search_space import discover

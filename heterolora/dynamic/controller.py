@@ -28,7 +28,7 @@ from heterolora.dynamic.config import DynamicConfig, FinalSelection
 from heterolora.dynamic.export import build_plan
 from heterolora.dynamic.prepare import default_units
 from heterolora.dynamic.scoring import Batches, score_units
-from heterolora.dynamic.selection import check_budget, score_keys, select
+from heterolora.dynamic.selection import check_active_budget, score_keys, select
 from heterolora.dynamic.units import Unit
 from heterolora.errors import ConfigError, DataError, PlanError
 from heterolora.plans import Plan
@@ -87,7 +87,7 @@ class DynamicController:
         names = [u.name for u in self.units]
         if len(set(names)) != len(names):
             raise ConfigError("unit names must be unique", field="units")
-        check_budget(self.units, self.config)
+        check_active_budget(self.units, self.config)
 
     # ---- schedule ----------------------------------------------------------------------
     @property

@@ -11,12 +11,12 @@ from typing import Any
 
 from torch import nn
 
+from heterolora.budget import resolve_limit
 from heterolora.config import AllocationConfig, FractionBudget, ParamsBudget
 from heterolora.dynamic.callback import DynamicCallback
 from heterolora.dynamic.config import DEFAULT_RANK, DynamicConfig, FinalSelection
 from heterolora.dynamic.controller import DynamicController
 from heterolora.dynamic.prepare import prepare_model
-from heterolora.engine import resolve_limit
 from heterolora.errors import ConfigError
 from heterolora.loading import LoadedModel, default_device
 from heterolora.planner import prepare

@@ -1,7 +1,8 @@
 """Which units are active: rank by score, fill each group's budget. The whole rule, in one place.
 
 Groups: `lora` and `combined` rank all units together; `separated` ranks LoRA and shortcut units
-apart, each against its own share of the budget (the authors' three modes, spec §5).
+apart, each against its own share of the budget (the authors' three modes: the paper, §5,
+arXiv 2406.14956).
 
 Budget per group:
 - active_fraction p: floor(p * n_lora) LoRA units and round(p * n_shortcut) shortcut units (the
@@ -20,13 +21,14 @@ permutation (so an all-tied proxy such as CONSTANT rotates the active set instea
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
+from heterolora._deprecated import moved_name
 from heterolora.allocation import normalize, tie_key
+from heterolora.budget import check_cheapest, family_counts, family_limits
 from heterolora.dynamic.config import DynamicConfig
 from heterolora.dynamic.units import Unit
-from heterolora.errors import BudgetError, ConfigError
+from heterolora.errors import ConfigError
 
 Group = tuple[list[Unit], int | None, int | None]  # units, count, parameter limit
 
@@ -43,24 +45,21 @@ def groups(units: Sequence[Unit], config: DynamicConfig) -> list[Group]:
     if limit is not None:
         if config.mode != "separated":
             return [(list(units), None, limit)]
-        short_limit = math.floor(config.shortcut_share * limit)
-        return [(lora, None, limit - short_limit), (shortcut, None, short_limit)]
+        limits = family_limits(limit, config.shortcut_share)
+        return [(lora, None, limits["lora"]), (shortcut, None, limits["shortcut"])]
     p = config.active_fraction or 0.0  # the config guarantees one of the two forms
-    n_lora = max(1, math.floor(p * len(lora))) if lora else 0
-    n_short = max(1, round(p * len(shortcut))) if shortcut else 0
+    n_lora, n_short = family_counts(p, len(lora), len(shortcut), min_shortcut=1)
     if config.mode == "separated":
         return [(lora, n_lora, None), (shortcut, n_short, None)]
     return [(list(units), n_lora + n_short, None)]
 
 
-def check_budget(units: Sequence[Unit], config: DynamicConfig) -> None:
+def check_active_budget(units: Sequence[Unit], config: DynamicConfig) -> None:
     """Raise BudgetError when a parameter limit cannot hold even the smallest unit of its group."""
     for group, _, limit in groups(units, config):
-        smallest = min(u.params for u in group)
-        if limit is not None and limit < smallest:
-            raise BudgetError(
-                f"active_params={limit} is below the smallest unit ({smallest} parameters)", field="active_params"
-            )
+        if limit is not None:
+            smallest = min(u.params for u in group)
+            check_cheapest(limit, smallest, whose="active_params", unit="smallest unit", field="active_params")
 
 
 def score_keys(units: Sequence[Unit], scores: dict[str, float], config: DynamicConfig) -> dict[str, tuple[float]]:
@@ -92,3 +91,7 @@ def select(units: Sequence[Unit], keys: dict[str, tuple[float, ...]], config: Dy
                 chosen.add(name)
                 used += size[name]
     return chosen
+
+
+def __getattr__(name: str) -> object:
+    return moved_name(__name__, name)

@@ -1,5 +1,7 @@
-"""LoRA-adapted shortcut connections (spec §2.2): modules, hooks, planning. See docs/shortcuts.md."""
+"""LoRA-adapted shortcut connections (the paper, §2.2, arXiv 2406.14956): modules, hooks,
+planning. See docs/shortcuts.md."""
 
+from heterolora._deprecated import moved_name
 from heterolora.shortcuts.attach import (
     attach_shortcuts,
     check_plan_layout,
@@ -18,8 +20,6 @@ from heterolora.shortcuts.hooks import (
 from heterolora.shortcuts.layout import Layout, find_layout
 from heterolora.shortcuts.modules import LowRankShortcut, ShortcutProbe
 from heterolora.shortcuts.planning import (
-    check_family_budgets,
-    choose_ranks,
     is_shortcut,
     reference_weight,
     scoring_probes,
@@ -35,9 +35,7 @@ __all__ = [
     "ShortcutProbe",
     "ShortcutRouter",
     "attach_shortcuts",
-    "check_family_budgets",
     "check_plan_layout",
-    "choose_ranks",
     "find_layout",
     "get_router",
     "is_shortcut",
@@ -51,3 +49,7 @@ __all__ = [
     "shortcut_state_dict",
     "site_name",
 ]
+
+
+def __getattr__(name: str) -> object:
+    return moved_name(__name__, name)

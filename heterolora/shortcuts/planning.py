@@ -1,8 +1,8 @@
-"""Shortcuts in the search space: candidates, scoring probes, selection per family, plan section."""
+"""Shortcuts in the search space: candidates, scoring probes, plan section. Their ranks are chosen
+with the LoRA sites' in heterolora/allocation.py, under the family split of heterolora/budget.py."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -10,9 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from heterolora.allocation import Item, allocate_ranks, normalize, select_top
-from heterolora.config import SHORTCUT_TYPES, AllocationConfig, FractionBudget
-from heterolora.errors import BudgetError
+from heterolora._deprecated import moved_name
+from heterolora.config import SHORTCUT_TYPES, AllocationConfig
 from heterolora.search_space import Candidate, weight_of
 from heterolora.shortcuts.hooks import CONTAINER, install, remove_shortcuts, site_name
 from heterolora.shortcuts.layout import Layout, find_layout
@@ -74,76 +73,6 @@ def reference_weight(model: nn.Module, cand: Candidate) -> torch.Tensor:
     return torch.eye(w.shape[0], dtype=w.dtype, device=w.device)
 
 
-def family_groups(candidates: list[Candidate]) -> dict[str, str]:
-    return {c.name: ("shortcut" if is_shortcut(c) else "lora") for c in candidates}
-
-
-def choose_ranks(
-    lora: list[Candidate],
-    shortcuts: list[Candidate],
-    curves: dict[str, list[float]],
-    ranks: list[int],
-    limit: int,
-    config: AllocationConfig,
-) -> dict[str, int]:
-    """Ranks over both families. `combined`: one ranking after dividing every curve by its
-    family's mean top value (so each family averages 1 and raw gradient scales, which differ
-    between a projection and a residual map, do not decide the mix). `separated`: each family
-    is allocated on its own, with its own budget."""
-    budget = config.budget
-    if config.shortcut_mode == "combined":
-        normed = normalize(curves, family_groups(lora + shortcuts))
-        if isinstance(budget, FractionBudget):
-            count = _fraction_count(len(lora), budget.fraction) + round(budget.fraction * len(shortcuts))
-            chosen = select_top({n: c[-1] for n, c in normed.items()}, count, config.seed)
-            return {c.name: (budget.rank if c.name in chosen else 0) for c in lora + shortcuts}
-        items = [Item(c.name, c.cost_per_rank, normed[c.name]) for c in lora + shortcuts]
-        return allocate_ranks(items, ranks, limit, config.seed)
-    if isinstance(budget, FractionBudget):  # the paper: floor(p·n_L) LoRA and round(p·n_S) shortcuts
-        counts = {
-            "lora": _fraction_count(len(lora), budget.fraction),
-            "shortcut": round(budget.fraction * len(shortcuts)),
-        }
-        out = {}
-        for family, sites in (("lora", lora), ("shortcut", shortcuts)):
-            chosen = select_top({c.name: curves[c.name][-1] for c in sites}, counts[family], config.seed)
-            out |= {c.name: (budget.rank if c.name in chosen else 0) for c in sites}
-        return out
-    limits = check_family_budgets(lora, shortcuts, ranks, limit, config)
-    return _allocate(lora, curves, ranks, limits["lora"], config) | _allocate(
-        shortcuts, curves, ranks, limits["shortcut"], config
-    )
-
-
-def check_family_budgets(
-    lora: list[Candidate], shortcuts: list[Candidate], ranks: list[int], limit: int, config: AllocationConfig
-) -> dict[str, int]:
-    """Separated mode with a parameter budget: each family's limit, or BudgetError when a share
-    cannot pay for its cheapest module (cheap, so the engine calls it before scoring)."""
-    share = math.floor(config.shortcut_share * limit)
-    limits = {"lora": limit - share, "shortcut": share}
-    for family, sites in (("lora", lora), ("shortcut", shortcuts)):
-        cheapest = min(c.cost_per_rank for c in sites) * ranks[0]
-        if limits[family] < cheapest:
-            raise BudgetError(
-                f"separated mode: the {family} share of the budget ({limits[family]} parameters) is below its "
-                f"cheapest module (rank {ranks[0]} costs {cheapest}); raise the budget or change shortcut_share",
-                field="shortcut_share",
-            )
-    return limits
-
-
-def _fraction_count(n: int, fraction: float) -> int:
-    return max(1, math.floor(fraction * n))
-
-
-def _allocate(
-    sites: list[Candidate], curves: dict[str, list[float]], ranks: list[int], limit: int, config: AllocationConfig
-) -> dict[str, int]:
-    items = [Item(c.name, c.cost_per_rank, curves[c.name]) for c in sites]
-    return allocate_ranks(items, ranks, limit, config.seed)
-
-
 def shortcut_section(model: nn.Module, config: AllocationConfig, candidates: int) -> dict[str, Any]:
     """The plan's machine-readable shortcut section: everything apply needs besides the entries."""
     layout = find_layout(model)
@@ -159,3 +88,7 @@ def shortcut_section(model: nn.Module, config: AllocationConfig, candidates: int
         "family_normalization": "mean" if config.shortcut_mode == "combined" else None,
         "candidates": candidates,
     }
+
+
+def __getattr__(name: str) -> object:
+    return moved_name(__name__, name)

@@ -187,8 +187,8 @@ def test_saved_adapter_reloads_on_the_corrected_base(tmp_path) -> None:
 
 
 def test_scores_without_gradients_cannot_make_a_gradient_init() -> None:
-    from heterolora.engine import score_sites
     from heterolora.errors import ConfigError
+    from heterolora.scoring import score_sites
 
     model, batches = tiny_model("llama"), random_batches()
     zero = AllocationConfig(budget={"trainable_params": 3000}, rank_set=[2, 4, 8])

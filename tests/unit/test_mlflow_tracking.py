@@ -1,15 +1,10 @@
-"""Plans in MLflow: log_plan / load_plan against a real MLflow sqlite store (no mocks of MLflow).
-
-One store per module: creating its tables takes seconds. Each test runs in its own folder, so an
-experiment created here keeps its artifacts under tmp_path.
-"""
+"""Plans in MLflow: log_plan / load_plan against a real MLflow sqlite store (no mocks of MLflow)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,23 +19,8 @@ from heterolora.plans import Plan
 mlflow = pytest.importorskip("mlflow")
 from heterolora.integrations.mlflow import load_plan, log_plan, parse_run_ref  # noqa: E402
 
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{folder}/mlflow.db"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(folder)  # MLflow's default experiment keeps its artifacts under the folder it was created in
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
-        mp.delenv("MLFLOW_RUN_ID", raising=False)
-        mlflow.MlflowClient().search_experiments()  # creates the tables once
-        yield uri
-
-
-@pytest.fixture(autouse=True)
-def in_tmp(store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
+pytest_plugins = ("mlflow_store",)  # fixture: mlflow_uri (a real sqlite store)
+pytestmark = pytest.mark.usefixtures("mlflow_uri")
 
 
 @pytest.fixture(scope="module")

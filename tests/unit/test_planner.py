@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import heterolora
-from heterolora import engine, search_space
+from heterolora import search_space, sites
 from heterolora.caches import ModelCache
 from heterolora.cli import main
 from heterolora.config import AllocationConfig
@@ -57,7 +57,7 @@ def test_one_plan_discovers_the_sites_once(monkeypatch, options: dict) -> None:
         return real(model)
 
     monkeypatch.setattr(search_space, "walk_sites", counted)
-    monkeypatch.setattr(engine, "walk_sites", counted)
+    monkeypatch.setattr(sites, "walk_sites", counted)
     plan = heterolora.plan("minilm", builtin_sample()[:8], device="cpu", num_batches=1, **options)
     assert len(walks) == 1
     assert plan.modules and plan.model.num_layers == 6

@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import ARCHS, random_batches, tiny_config, tiny_model
 
-from heterolora.allocation import scalar_curve
+from heterolora.allocation import choose_ranks, scalar_curve
 from heterolora.apply import apply_plan, load_adapted, save_adapted
 from heterolora.config import SHORTCUT_TYPES, AllocationConfig
 from heterolora.engine import compute_plan
@@ -20,7 +20,6 @@ from heterolora.proxies.context import ProxyContext
 from heterolora.search_space import Candidate
 from heterolora.shortcuts import (
     LowRankShortcut,
-    choose_ranks,
     find_layout,
     get_router,
     reference_weight,

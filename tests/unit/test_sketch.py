@@ -7,8 +7,9 @@ import torch
 import transformers as T
 from conftest import random_batches
 
+from heterolora.budget import check_plan_budget
 from heterolora.config import AllocationConfig
-from heterolora.engine import check_budget, compute_plan
+from heterolora.engine import compute_plan
 from heterolora.proxies import get_proxy
 from heterolora.proxies.context import ProxyContext, batch_loss
 from heterolora.search_space import discover
@@ -80,7 +81,7 @@ def test_streamed_energy_curves_and_plans_match_exact(arch: str, task: str) -> N
     assert [p.settings["scoring_mode"] for p in plans] == ["exact", "stream"]
     ranks = [{m.name: m.rank for m in p.modules} for p in plans]
     cost = {c.name: c.cost_per_rank for c in discover(model)}
-    limit = check_budget(model, AllocationConfig(**config))
+    limit = check_plan_budget(model, AllocationConfig(**config)).limit
     assert agreement(*ranks, cost, limit) >= 0.95
     if arch == "gpt2":  # fused qkv (Conv1D) is a site like any other
         assert any(m.type == "qkv" and m.rank > 0 for m in plans[1].modules)
@@ -98,7 +99,7 @@ def test_minilm_streamed_plan_matches_exact_on_mrpc(minilm) -> None:
     plans = [compute_plan(model, batches, AllocationConfig(scoring=m, **config)) for m in ("exact", "stream")]
     ranks = [{m.name: m.rank for m in p.modules} for p in plans]
     cost = {c.name: c.cost_per_rank for c in discover(model)}
-    assert agreement(*ranks, cost, check_budget(model, AllocationConfig(**config))) >= 0.95
+    assert agreement(*ranks, cost, check_plan_budget(model, AllocationConfig(**config)).limit) >= 0.95
 
 
 def test_sketch_recovers_top_singular_triplets_of_a_known_matrix() -> None:
@@ -235,7 +236,7 @@ def test_sketch_oversampling_sets_the_sketch_width_and_keys_the_scores(monkeypat
     from conftest import tiny_model
 
     import heterolora.proxies.context as context
-    from heterolora.engine import score_key
+    from heterolora.scoring import score_key
 
     widths: list[tuple[int, int]] = []
 

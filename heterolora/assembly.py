@@ -1,0 +1,106 @@
+"""The last phases: the chosen ranks become plan entries, the gradient init (when asked for) is
+built for those entries from the scoring pass, and the Plan is assembled with its budget record,
+settings and timings."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from heterolora.budget import PlanBudget
+from heterolora.config import AllocationConfig, FractionBudget, budget_kind
+from heterolora.errors import ConfigError
+from heterolora.gradient_init import InitArtifact, build_init, module_sites
+from heterolora.plans import BudgetInfo, ModuleEntry, Plan
+from heterolora.scoring import SiteScores
+from heterolora.search_space import head_modules, model_info
+from heterolora.shortcuts import shortcut_section
+from heterolora.sites import SearchSpace
+
+
+def plan_modules(scored: SiteScores, rank_of: dict[str, int], config: AllocationConfig) -> list[ModuleEntry]:
+    """One entry per candidate (rank 0: not adapted), with its alpha and top score."""
+    scores = {n: (v[-1] if isinstance(v, list) else float(v)) for n, v in scored.raw.items()}
+    return [
+        ModuleEntry.from_candidate(c, rank=rank_of[c.name], alpha=_alpha(rank_of[c.name], config), score=scores[c.name])
+        for c in scored.sites + scored.shortcut_sites
+    ]
+
+
+def gradient_init(scored: SiteScores, modules: list[ModuleEntry], config: AllocationConfig) -> InitArtifact:
+    """The plan's A/B init from the scoring pass's gradients (docs/plan-format.md, "Initialisation")."""
+    if scored.gradients is None:
+        raise ConfigError("these scores were computed without init='gradient'; score again", field="init")
+    return build_init(
+        scored.gradients,
+        module_sites(modules, config.use_rslora),
+        variant=config.init_variant,
+        seed=config.seed,
+        learning_rate=config.learning_rate,
+    )
+
+
+def assemble_plan(
+    model: nn.Module,
+    config: AllocationConfig,
+    space: SearchSpace,
+    budget: PlanBudget,
+    scored: SiteScores,
+    modules: list[ModuleEntry],
+    *,
+    model_id: str,
+    revision: str | None,
+    labels: list[int | str] | None,
+    timings: dict[str, float],
+    init: InitArtifact | None = None,
+    world_size: int = 1,
+) -> Plan:
+    used = sum(m.params for m in modules)
+    extra: dict[str, Any] = {"init": init.info} if init is not None else {}
+    plan = Plan.build(
+        model=model_info(model, model_id, revision, space.num_layers),
+        task=config.task,
+        proxy=config.proxy,
+        seed=config.seed,
+        budget=BudgetInfo(
+            kind=budget_kind(config.budget),
+            request=config.budget.model_dump(),
+            limit=used if isinstance(config.budget, FractionBudget) else budget.limit,
+            used=used,
+        ),
+        modules=modules,
+        use_rslora=config.use_rslora,
+        fan_in_fan_out=any(c.conv1d for c in scored.sites),
+        modules_to_save=head_modules(model),
+        settings=config.model_dump(exclude={"task", "proxy", "seed", "budget"})
+        | {"batches": scored.batches, "scoring_mode": scored.scoring, "scoring_passes": scored.passes}
+        | {"weights_dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
+        | {"world_size": world_size},  # processes that planned together (heterolora/distributed.py)
+        labels=labels or None,
+        shortcuts=shortcut_section(model, config, len(scored.shortcut_sites)) if scored.shortcut_sites else None,
+        timings=timings,
+        **extra,
+    )
+    return plan.attach_init_data(init.data) if init is not None else plan
+
+
+def plan_timings(scored: SiteScores, t0: float, computed_here: bool, init_s: float | None) -> dict[str, float]:
+    """Seconds spent on this plan: scoring (0 when reused from a cache), the whole call and, with a
+    gradient init, building it; and the torch intra-op threads it ran on (heterolora/threads.py)."""
+    elapsed = time.perf_counter() - t0
+    total = elapsed if computed_here else elapsed + scored.scoring_s
+    timings = {
+        "scoring_s": round(scored.scoring_s, 4),
+        "total_s": round(total, 4),
+        "torch_threads": torch.get_num_threads(),
+    }
+    return timings if init_s is None else timings | {"init_s": round(init_s, 4)}
+
+
+def _alpha(rank: int, config: AllocationConfig) -> float:
+    if config.use_rslora:
+        return config.alpha_ratio * 8  # one alpha for all: scaling alpha / sqrt(r)
+    return config.alpha_ratio * rank  # alpha / r constant (EVA's convention)
