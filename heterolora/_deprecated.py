@@ -19,7 +19,14 @@ import warnings
 from types import ModuleType
 from typing import Any
 
-MOVED_MODULES: dict[str, str] = {}
+MOVED_MODULES: dict[str, str] = {
+    "heterolora.api": "heterolora.planner",
+    "heterolora.gradient_init": "heterolora.init.build",
+    "heterolora.init_apply": "heterolora.init.apply",
+    "heterolora.init_format": "heterolora.init.format",
+    # The job's planning call moved to the service; this alias resolves only where it is installed.
+    "heterolora.runner": "service.run",
+}
 
 MOVED_NAMES: dict[str, dict[str, str]] = {
     "heterolora.engine": {

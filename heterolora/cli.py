@@ -135,8 +135,8 @@ def main() -> None:
 )
 def plan_cmd(**kw: Any) -> None:
     """Score every candidate module and print a rank plan (defaults: MiniLM, built-in sample)."""
-    from heterolora.api import plan
     from heterolora.heatmap import rank_table, save_heatmap
+    from heterolora.planner import plan
     from heterolora.samples import read_samples
     from heterolora.threads import apply_threads
 
