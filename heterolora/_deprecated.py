@@ -87,4 +87,4 @@ class _MovedModules(importlib.abc.MetaPathFinder):
 def install() -> None:
     """Put the finder for moved modules on sys.meta_path (once)."""
     if not any(isinstance(f, _MovedModules) for f in sys.meta_path):
-        sys.meta_path.append(_MovedModules())
+        sys.meta_path.insert(0, _MovedModules())  # before path finders, which may see stale files
