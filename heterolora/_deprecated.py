@@ -21,6 +21,9 @@ from typing import Any
 
 MOVED_MODULES: dict[str, str] = {
     "heterolora.api": "heterolora.planner",
+    "heterolora.cli_mlflow": "heterolora.cli.mlflow",
+    "heterolora.cli_remote": "heterolora.cli.remote",
+    "heterolora.cli_service": "heterolora.cli.service",
     "heterolora.gradient_init": "heterolora.init.build",
     "heterolora.init_apply": "heterolora.init.apply",
     "heterolora.init_format": "heterolora.init.format",
