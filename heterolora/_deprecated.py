@@ -21,6 +21,7 @@ from typing import Any
 
 MOVED_MODULES: dict[str, str] = {
     "heterolora.api": "heterolora.planner",
+    "heterolora.cli_files": "heterolora.cli.files",
     "heterolora.cli_mlflow": "heterolora.cli.mlflow",
     "heterolora.cli_remote": "heterolora.cli.remote",
     "heterolora.cli_service": "heterolora.cli.service",

@@ -34,6 +34,7 @@ DEFAULT_RANK_SET = (1, 2, 4, 8, 16, 32, 64)  # rank 1 lets a tight budget differ
 # Bounds on every size a user can ask for.
 MAX_TEXT_CHARS = 20_000  # per sample (text + text_pair): bounds tokenizer work and request size
 MAX_CLASSES = 1_000  # label classes of a seq-cls sample: the head has one output per class
+MAX_LABEL_CHARS = 256  # a class name (or number) longer than this is not a label
 MAX_RANK = 4096  # no LoRA rank above a large model's hidden size
 MAX_PARAMS = 10**12  # a parameter budget beyond any model's size is a typo
 MAX_LAYERS = 1024
@@ -53,6 +54,15 @@ DEVICE_MAPS = ("auto",)  # accelerate's placement over the visible GPUs (heterol
 DeviceMap = Literal[DEVICE_MAPS]  # type: ignore[valid-type]
 
 
+def known_site_types(value: object) -> object:
+    """Our message for a site type outside LORA_TYPES (the schema declares them as an enum)."""
+    if isinstance(value, list | tuple):
+        bad = [t for t in value if t not in LORA_TYPES]
+        if bad or not value:
+            raise ValueError(f"unknown site types {bad}; choose from {list(LORA_TYPES)}")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -65,17 +75,14 @@ class ParamsBudget(_Strict):
 
 class UniformSpec(_Strict):
     r: int = Field(gt=0, le=MAX_RANK, description="Rank of the uniform LoRA whose size is matched.")
-    types: list[str] = Field(
+    types: list[SiteType] = Field(
         default_factory=lambda: list(DEFAULT_LIKE["types"]), min_length=1, description="Site types it adapts."
     )
 
-    @field_validator("types")
+    @field_validator("types", mode="before")
     @classmethod
-    def _known_types(cls, v: list[str]) -> list[str]:
-        bad = [t for t in v if t not in LORA_TYPES]
-        if bad or not v:
-            raise ValueError(f"unknown site types {bad}; choose from {list(LORA_TYPES)}")
-        return v
+    def _known_types(cls, v: object) -> object:
+        return known_site_types(v)
 
 
 class LikeBudget(_Strict):
@@ -156,7 +163,7 @@ class AllocationConfig(_Strict):
     max_rank: int | None = Field(
         default=None, gt=0, le=MAX_RANK, description="Cap on any rank (e.g. vLLM max_lora_rank)."
     )
-    types: list[str] | None = Field(
+    types: list[SiteType] | None = Field(
         default=None,
         min_length=1,
         max_length=len(LORA_TYPES),
@@ -229,14 +236,10 @@ class AllocationConfig(_Strict):
             raise ValueError(f"rank_set must hold integers from 1 to {MAX_RANK}")
         return sorted(set(v))
 
-    @field_validator("types")
+    @field_validator("types", mode="before")
     @classmethod
-    def _types_known(cls, v: list[str] | None) -> list[str] | None:
-        if v is not None:
-            bad = [t for t in v if t not in LORA_TYPES]
-            if bad or not v:
-                raise ValueError(f"unknown site types {bad}; choose from {list(LORA_TYPES)}")
-        return v
+    def _types_known(cls, v: object) -> object:
+        return None if v is None else known_site_types(v)
 
     @model_validator(mode="before")
     @classmethod

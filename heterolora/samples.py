@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from heterolora.config import MAX_CLASSES, MAX_TEXT_CHARS
+from heterolora.config import MAX_CLASSES, MAX_LABEL_CHARS, MAX_TEXT_CHARS
 from heterolora.errors import DataError
 
 if TYPE_CHECKING:
@@ -121,6 +121,12 @@ def class_names(labels: list[Label | None], *, required: bool) -> list[Label]:
             field=f"samples.{missing[0]}.label",
         )
     present = [(i, x) for i, x in enumerate(labels) if x is not None and x != ""]
+    long = next((i for i, x in present if len(str(x)) > MAX_LABEL_CHARS), None)
+    if long is not None:
+        raise DataError(
+            f"samples[{long}].label has {len(str(labels[long]))} characters; a label has at most {MAX_LABEL_CHARS}",
+            field=f"samples.{long}.label",
+        )
     kinds = {type(x) for _, x in present}
     if len(kinds) > 1:
         first = next(i for i, x in present if type(x) is not type(present[0][1]))

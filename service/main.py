@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from heterolora import __version__
-from service import logs
+from service import exposure, logs
 from service.errors import install_error_handlers
 from service.jobs import JobQueue
 from service.metrics import RequestMetrics
@@ -47,9 +47,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.queue = build_queue(settings)
     app.state.readiness = ReadinessProbe(app.state.queue.readiness)
     install_shutdown_grace(settings.shutdown_grace_s)
+    watch = exposure.on_startup(settings)  # before any request: no keys on a reachable address
     try:
         yield
     finally:
+        if watch is not None:
+            watch.cancel()
         app.state.queue.close()
 
 
@@ -67,6 +70,7 @@ def create_app() -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, limit=lambda: current_settings(app).max_body_bytes)
+    app.add_middleware(exposure.ExposureGuard, settings=lambda: current_settings(app))
     app.add_middleware(RequestMetrics)  # outermost: counts 413s and 401s too
     for router in (allocate.router, jobs.router, artifacts.router, health.router, metrics_router):
         app.include_router(router)

@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from heterolora.errors import HeteroLoraError
+
 
 class ProgressBar:
     """tqdm progress bar on stderr, fed by the engine's (fraction, phase) callback."""
@@ -30,9 +32,22 @@ def check_plot(plot: str | None) -> None:
         raise click.UsageError("--plot needs matplotlib: pip install 'heterolora[plot]'")
 
 
-def one_line(exc: Exception) -> str:
+def first_error(exc: Exception) -> tuple[str, str]:
+    """(field, message) of a validation error: the library's own message and field when one of
+    its validators raised it, else pydantic's message without its "Value error, " prefix."""
     errors = getattr(exc, "errors", None)
-    if callable(errors):
-        e = errors()[0]
-        return f"invalid option {'.'.join(map(str, e['loc']))}: {e['msg']}"
-    return str(exc).splitlines()[0]
+    if not callable(errors):
+        return "", str(exc).splitlines()[0]
+    first = errors()[0]
+    cause = (first.get("ctx") or {}).get("error")
+    field = ".".join(map(str, first["loc"]))
+    if isinstance(cause, HeteroLoraError):
+        return cause.field or field, cause.message
+    if isinstance(cause, Exception):
+        return field, str(cause)
+    return field, str(first["msg"])
+
+
+def one_line(exc: Exception) -> str:
+    field, message = first_error(exc)
+    return f"{field}: {message}" if field and not message.startswith(field) else message

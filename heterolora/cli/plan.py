@@ -13,8 +13,9 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 import click
 from pydantic.fields import FieldInfo
 
+from heterolora.cli.files import check_writable, save_plan
 from heterolora.cli.mlflow import is_run_ref, log_to_mlflow, plan_from_mlflow, require_mlflow
-from heterolora.cli.output import ProgressBar, check_plot, one_line
+from heterolora.cli.output import ProgressBar, check_plot, first_error, one_line
 from heterolora.cli.remote import DEFAULT_API_KEY_ENV
 from heterolora.config import DEFAULT_LIKE, DEVICE_MAPS, WEIGHT_DTYPES, AllocationConfig
 from heterolora.errors import HeteroLoraError
@@ -50,6 +51,7 @@ def _budget(params: int | None, like: str | None, fraction: float | None, rank: 
 # so a new knob cannot be forgotten here. The budget has its own options (three forms).
 OPTION_NAMES = {"proxy": ["--proxy", "-p"], "head_warmup_steps": ["--head-warmup"], "use_rslora": ["--rslora"]}
 NOT_OPTIONS = {"budget"}
+BUDGET_OPTIONS = {"--budget-params": "budget_params", "--budget-like": "budget_like", "--fraction": "fraction"}
 
 
 def config_option(name: str, field: FieldInfo) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -117,6 +119,8 @@ def plan_cmd(**kw: Any) -> None:
     apply_threads()  # threads that fit this process's CPUs, unless HETEROLORA_TORCH_THREADS says otherwise
 
     check_plot(kw["plot"])
+    check_writable(kw["out"], "--out")
+    check_writable(kw["plot"], "--plot")
     require_mlflow(kw["to_mlflow"])
     options = {name: kw[name] for name in AllocationConfig.model_fields if name not in NOT_OPTIONS}
     budget = _budget(kw["budget_params"], kw["budget_like"], kw["fraction"], kw["rank"])
@@ -144,12 +148,12 @@ def plan_cmd(**kw: Any) -> None:
     except HeteroLoraError as exc:
         raise click.ClickException(exc.message) from None
     except ValueError as exc:  # pydantic validation of options
-        raise click.ClickException(one_line(exc)) from None
+        raise option_error(exc, _budget_option(kw)) from None
     finally:
         if bar is not None:
             bar.close()
     if kw["out"]:
-        result.save(kw["out"])
+        save_plan(result, kw["out"])
     if kw["plot"]:
         save_heatmap(result, kw["plot"])
     if kw["as_json"]:
@@ -159,6 +163,22 @@ def plan_cmd(**kw: Any) -> None:
         click.echo(f"planned in {time.perf_counter() - start:.1f}s", err=True)
     if kw["to_mlflow"]:  # last: a store that fails cannot cost the plan written and printed above
         log_to_mlflow(result)
+
+
+def _budget_option(kw: dict[str, Any]) -> str:
+    given = [name for name, key in BUDGET_OPTIONS.items() if kw.get(key) is not None]
+    return given[0] if given else "--budget-params"
+
+
+def option_error(exc: Exception, budget_option: str) -> click.ClickException:
+    """An invalid `plan` option, named as the user typed it (`--num-batches`, not num_batches)."""
+    field, message = first_error(exc)
+    name = field.split(".")[0]
+    if name == "budget":
+        return click.BadParameter(message, param_hint=budget_option)
+    if name in AllocationConfig.model_fields:
+        return click.BadParameter(message, param_hint=OPTION_NAMES.get(name, ["--" + name.replace("_", "-")])[0])
+    return click.ClickException(message)
 
 
 @click.command("show")
@@ -187,6 +207,8 @@ def show_cmd(
     from heterolora.plans import Plan
 
     check_plot(plot)
+    check_writable(remote["out"], "--out")
+    check_writable(plot, "--plot")
     if remote["server"]:
         from heterolora.cli.remote import show_job
 
@@ -197,7 +219,7 @@ def show_cmd(
     elif is_run_ref(plan_file, from_mlflow):
         loaded = plan_from_mlflow(plan_file)
         if remote["out"]:
-            loaded.save(remote["out"])
+            save_plan(loaded, remote["out"])
     elif not Path(plan_file).is_file():
         raise click.BadParameter(f"no such file {plan_file!r}", param_hint="PLAN_FILE")
     else:

@@ -17,6 +17,7 @@ import click
 import httpx
 from tqdm import tqdm
 
+from heterolora.cli.files import save_plan
 from heterolora.client import Client, JobFailed, JobStatus
 from heterolora.client._client import DEFAULT_JOB_TIMEOUT_S
 from heterolora.errors import HeteroLoraError
@@ -113,7 +114,7 @@ def show_job(server: str, api_key_env: str, job_id: str, out: str | None, *, req
             raise click.ClickException(f"job {job.job_id} is {job.status}: no plan yet")
         return None
     if out:
-        job.plan.save(out)
+        save_plan(job.plan, out)
     return job.plan
 
 

@@ -4,11 +4,9 @@ commands, so importing heterolora never imports them."""
 from __future__ import annotations
 
 import importlib
-import ipaddress
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -37,31 +35,6 @@ def _settings_error(exc: Exception) -> click.ClickException:
         name = "HETEROLORA_" + "_".join(str(p) for p in first["loc"]).upper()
         return click.ClickException(f"invalid setting {name}: {first['msg']}")
     return click.ClickException(str(exc))
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_exposure(settings: Any, host: str) -> str | None:
-    """Refuse an open API on a reachable address; the warning to print otherwise, if any."""
-    if settings.api_keys:
-        return None
-    if settings.auth == "disabled":
-        return (
-            f"WARNING: authentication is disabled (HETEROLORA_AUTH=disabled): anyone who reaches {host} can use the API"
-        )
-    if not is_loopback(host):
-        raise click.UsageError(
-            f"no API keys: refusing to serve on {host}, which other machines may reach. Set "
-            "HETEROLORA_API_KEYS (see docs/service.md, Security), or HETEROLORA_AUTH=disabled to run open on purpose"
-        )
-    return f"WARNING: no API keys (HETEROLORA_API_KEYS): serving on loopback {host} only, without authentication"
 
 
 def reset_multiprocess_metrics() -> None:
@@ -95,7 +68,12 @@ def serve_cmd(host: str, port: int, workers: int, log_level: str) -> None:
         raise _settings_error(exc) from None
     if settings.embedded and workers > 1:
         raise click.UsageError("single-machine mode keeps jobs in memory: use --workers 1 or set HETEROLORA_REDIS_URL")
-    warning = check_exposure(settings, host)
+    from service.exposure import Exposed, check_exposure
+
+    try:
+        warning = check_exposure(settings, host)
+    except Exposed as exc:
+        raise click.UsageError(str(exc)) from None
     if warning:
         click.echo(warning, err=True)
     reset_multiprocess_metrics()

@@ -20,6 +20,12 @@ class ArtifactNotFound(APIError):
     code = "artifact_not_found"
 
 
+def matches(etag: str, if_none_match: str) -> bool:
+    """If-None-Match compares weakly (RFC 9110, 13.1.2): W/"x" matches "x"; `*` matches any."""
+    tags = [t.strip() for t in if_none_match.split(",")]
+    return "*" in tags or etag in [t.removeprefix("W/") for t in tags]
+
+
 @router.get(
     "/{job_id}/adapter.safetensors",
     response_class=Response,
@@ -30,12 +36,14 @@ def adapter_file(
 ) -> Response:
     """The plan's LoRA A/B init (safetensors, PEFT key layout). ETag = its sha256, as in plan.init."""
     job = queue.get(job_id, caller)  # 404 for unknown, expired or another key's jobs, like GET /jobs/{id}
+    if job.status in ("failed", "cancelled"):
+        raise ArtifactNotFound(f"job {job_id} {job.status}: it has no plan and no init file", field="job_id")
     if job.plan is None:
         raise Conflict(f"job {job_id} is {job.status}: no plan yet", code="job_not_finished")
     if job.plan.init is None:
         raise ArtifactNotFound(f"job {job_id}'s plan has no init; request it with init='gradient'", field="init")
     etag = f'"{job.plan.init.sha256}"'
-    if if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]:
+    if if_none_match is not None and matches(etag, if_none_match):
         return Response(status_code=304, headers={"ETag": etag})
     data = queue.artifacts.get(job_id)
     if data is None:

@@ -269,6 +269,21 @@ def test_openapi_has_examples_and_operation_ids(http: httpx.Client) -> None:
     assert {"404", "409"} <= set(spec["paths"]["/jobs/{job_id}/heatmap.png"]["get"]["responses"])
     assert "429" in spec["paths"]["/allocate"]["post"]["responses"]
     assert http.get("/docs").status_code == 200
+    # Site types are an enum, so a schema-valid request is never refused for them.
+    types = spec["components"]["schemas"]["AllocateRequest"]["properties"]["types"]["anyOf"][0]["items"]
+    assert types["enum"] == ["q", "k", "v", "o", "qkv", "gate", "up", "down"]
+    like = spec["components"]["schemas"]["UniformSpec"]["properties"]["types"]["items"]
+    assert like["enum"] == types["enum"]
+
+
+def test_huge_labels_are_422_naming_the_sample(stack: Stack, http: httpx.Client) -> None:
+    """A numeric label of 5,000 digits used to be `invalid_request` with no field and advice to
+    call sys.set_int_max_str_digits."""
+    samples = [{**s} for s in SAMPLES]
+    samples[3]["label"] = "1" * 5000
+    r = http.post("/allocate", json=body(stack, samples=samples))
+    assert (r.status_code, error(r)["code"], error(r)["field"]) == (422, "invalid_data", "samples.3.label")
+    assert "at most 256" in error(r)["message"] and "sys." not in error(r)["message"]
 
 
 def test_options_and_405_list_every_method_of_the_path(http: httpx.Client) -> None:

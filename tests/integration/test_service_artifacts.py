@@ -3,6 +3,7 @@ with ETag = sha256, the SDK downloads and verifies it; small files in Redis, lar
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,8 +43,18 @@ def test_worker_stores_and_api_serves_the_init_file(stack: Stack) -> None:
         got = http.get(f"/jobs/{job_id}/adapter.safetensors")
         assert got.status_code == 200 and got.headers["etag"] == f'"{job["plan"]["init"]["sha256"]}"'
         assert got.content == plan.init_data  # same request, same bytes
-        again = http.get(f"/jobs/{job_id}/adapter.safetensors", headers={"If-None-Match": got.headers["etag"]})
-        assert again.status_code == 304 and not again.content
+        etag = got.headers["etag"]
+        for tag in (etag, f"W/{etag}", f'"other", W/{etag}', "*"):  # If-None-Match compares weakly
+            again = http.get(f"/jobs/{job_id}/adapter.safetensors", headers={"If-None-Match": tag})
+            assert again.status_code == 304 and not again.content, tag
+        stale = http.get(f"/jobs/{job_id}/adapter.safetensors", headers={"If-None-Match": 'W/"other"'})
+        assert stale.status_code == 200 and stale.content == plan.init_data
+        # A failed job has finished without a file: 404, not "not finished".
+        failed = wait_job(http, http.post("/allocate", json=_request("acme/no-such-model")).json()["job_id"])
+        assert failed["status"] == "failed"
+        gone = http.get(f"/jobs/{failed['job_id']}/adapter.safetensors")
+        assert (gone.status_code, gone.json()["error"]["code"]) == (404, "artifact_not_found")
+        assert "failed" in gone.json()["error"]["message"]
         # A plan without init has no file; an unknown job is a 404 like GET /jobs/{id}.
         zero = wait_job(http, http.post("/allocate", json=_request(stack.tiny)).json()["job_id"])
         none = http.get(f"/jobs/{zero['job_id']}/adapter.safetensors")
@@ -114,3 +125,15 @@ def test_cli_plan_and_show_on_server_save_the_verified_init_file(
     shown = CliRunner().invoke(main, ["show", job_id, *server, "--out", str(tmp_path / "job.json")])
     assert shown.exit_code == 0, shown.output
     assert Plan.load(tmp_path / "job.json").init_data == plan.init_data
+
+    # An --out that cannot be written: refused before anything is submitted ...
+    (tmp_path / "a-file").write_text("")
+    refused = CliRunner().invoke(main, ["plan", *fast, *server, "--out", str(tmp_path / "a-file" / "p.json")])
+    assert refused.exit_code == 2 and "--out" in refused.output and "job " not in refused.output
+    # ... and one that fails only when written (a full disk): one Error line, the plan kept elsewhere.
+    full = CliRunner().invoke(main, ["show", job_id, *server, "--out", "/dev/full"])
+    assert full.exit_code == 1 and "Traceback" not in full.output
+    (line,) = [x for x in full.output.splitlines() if x.startswith("Error:")]
+    kept = Path(line.split("saved to ")[1].split(" instead")[0])
+    assert "No space left on device" in line and kept.parent == Path(tempfile.gettempdir())
+    assert Plan.load(kept).init_data == plan.init_data

@@ -4,12 +4,14 @@
   pool) with it: authenticated routes keep answering.
 - /healthz turns red when the request thread pool is wedged.
 - SIGTERM ends the API within its grace period even while a request is stuck in a thread.
+- Without keys, the app refuses a reachable address whatever server runs it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -21,7 +23,7 @@ import httpx
 import pytest
 import uvicorn
 
-from devtools.stack import Api, Stack, free_port, start_stack, stop_stack, wait_until
+from devtools.stack import Api, Stack, env_for, free_port, start_stack, stop_stack, wait_until
 from service.main import create_app
 from service.probes import EXIT_AFTER_GRACE
 from service.settings import Settings, get_settings
@@ -148,3 +150,30 @@ class StuckApi(Api):
 def _get_quietly(url: str) -> None:
     with contextlib.suppress(httpx.HTTPError):
         httpx.get(url, timeout=60)
+
+
+def test_plain_uvicorn_without_keys_refuses_a_reachable_address(tmp_path: Path) -> None:
+    """`uvicorn service.main:app --host 0.0.0.0` without keys (the guard used to live only in
+    `heterolora serve`): the app stops the process by itself. With HETEROLORA_AUTH=disabled it
+    serves, and says so in its log."""
+    env = env_for(None, tmp_path, HETEROLORA_API_KEYS=None)
+    refused = OpenApi(env, tmp_path / "refused.log")
+    refused.proc = subprocess.Popen(refused.command(), env=env, stdout=refused.log.open("ab"), stderr=subprocess.STDOUT)
+    try:
+        refused.proc.wait(timeout=60)
+    finally:
+        refused.stop()
+    assert "refusing to serve on 0.0.0.0" in refused.log.read_text()
+    open_env = {**env, "HETEROLORA_AUTH": "disabled"}
+    opened = OpenApi(open_env, tmp_path / "open.log").start()
+    try:
+        assert httpx.get(opened.url + "/healthz", timeout=10).status_code == 200
+    finally:
+        opened.stop()
+    assert "authentication is DISABLED" in opened.log.read_text()
+
+
+class OpenApi(Api):
+    def command(self) -> list[str]:
+        serve = ["service.main:app", "--host", "0.0.0.0", "--port", str(self.port), "--log-level", "warning"]
+        return [sys.executable, "-m", "uvicorn", *serve]

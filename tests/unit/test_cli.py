@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -67,18 +69,22 @@ def test_json_output_and_options(tmp_path) -> None:
         (["--budget-params", "100"], "below the cheapest module"),
         (["--proxy", "fisher"], "Invalid value for '--proxy'"),
         (["--types", "q,zz"], "unknown site types"),
+        (["--budget-params", "-5"], "Invalid value for --budget-params: invalid budget"),
+        (["--num-batches", "0"], "Invalid value for --num-batches: "),
+        (["--out", "A_FILE/plan.json"], "Invalid value for --out: cannot write"),
+        (["--plot", "A_FILE/ranks.png"], "Invalid value for --plot: cannot write"),
     ],
 )
 def test_bad_input_is_one_line_and_non_zero(tmp_path, args: list[str], message: str) -> None:
     (tmp_path / "empty.jsonl").write_text("")
     (tmp_path / "unlabelled.jsonl").write_text('{"text": "hello there"}\n')
-    args = [
-        {"EMPTY": str(tmp_path / "empty.jsonl"), "UNLABELLED": str(tmp_path / "unlabelled.jsonl")}.get(a, a)
-        for a in args
-    ]
+    (tmp_path / "a-file").write_text("")
+    paths = {"EMPTY": "empty.jsonl", "UNLABELLED": "unlabelled.jsonl"}
+    args = [str(tmp_path / paths[a]) if a in paths else a.replace("A_FILE", str(tmp_path / "a-file")) for a in args]
     res = CliRunner().invoke(main, ["plan", *FAST, *args])
     assert res.exit_code in (1, 2)
     assert message in res.output
+    assert "Value error" not in res.output and "invalid option" not in res.output
     assert "Traceback" not in res.output
     assert res.exception is None or isinstance(res.exception, SystemExit)
 
@@ -113,3 +119,16 @@ def test_no_arguments_means_the_library_defaults(monkeypatch) -> None:
     monkeypatch.setattr(heterolora.planner, "plan", record)
     CliRunner().invoke(main, ["plan"])
     assert seen == [("minilm", None, AllocationConfig())]
+
+
+def test_a_plan_that_cannot_be_written_is_kept_in_the_temp_folder(tmp_path) -> None:
+    """/dev/full accepts the open and fails the write (a full disk): the check before planning
+    passes, the final write fails, and the plan goes to the temp folder with one Error line."""
+    res = CliRunner().invoke(main, ["plan", *FAST, "--out", "/dev/full"])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    (line,) = [x for x in res.output.splitlines() if x.startswith("Error:")]
+    assert "cannot write the plan to /dev/full (No space left on device)" in line
+    kept = Path(line.split("saved to ")[1].split(" instead")[0])
+    assert kept.parent == Path(tempfile.gettempdir())
+    assert Plan.load(kept).proxy == "rank_energy"
+    kept.unlink()
