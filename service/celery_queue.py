@@ -25,6 +25,7 @@ from service.records import QUEUE_GPU, TASK_ALLOCATE, JobError, JobRecord, RunSt
 from service.settings import Settings, WorkerSettings
 from service.store import RedisStore, safe_url
 from worker.app import make_celery
+from worker.lease import Sweeper
 
 BROKER_ERRORS = (kombu.exceptions.OperationalError, redis.ConnectionError, redis.TimeoutError, ConnectionError)
 WORKER_PING_S = 1.0
@@ -69,6 +70,8 @@ class CeleryJobQueue(JobQueue):
         # broadcast with replies holds one connection while it asks for a second.
         self.celery.conf.broker_pool_limit = None
         self.artifacts = ArtifactStore.for_redis(redis_url, settings.result_ttl_s, settings.redis_timeout_s)
+        # Jobs whose worker died go back to the queue within about a lease (worker.lease).
+        self.sweeper = Sweeper(self.store.client, self.celery, settings.lease_ttl_s / 3).start()
 
     def _unavailable(self, what: str) -> Unavailable:
         # Clients learn that Redis is down; where it runs goes to the log only.
@@ -113,5 +116,6 @@ class CeleryJobQueue(JobQueue):
         return {"status": "ready", "mode": "celery", "broker": "ok", "workers": len(replies)}
 
     def close(self) -> None:
+        self.sweeper.stop()
         self.store.client.close()
         self.celery.close()
