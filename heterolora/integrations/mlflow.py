@@ -44,6 +44,7 @@ TAG_FINGERPRINT = "heterolora.fingerprint"
 TAG_VERSION = "heterolora.version"
 TAG_JOB_ID = "heterolora.job_id"
 RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,256}")
+USERINFO = re.compile(r"//[^/@\s]*@")
 # What a store raises besides MlflowException when it cannot be reached or written.
 STORE_ERRORS: tuple[type[Exception], ...] = (MlflowException, OSError)
 
@@ -156,13 +157,18 @@ def _store_errors(action: str) -> Iterator[None]:
     """MLflow's and the store's own exceptions as one TrackingError naming the store."""
     try:
         yield
-    except STORE_ERRORS as exc:
-        message = f"cannot {action} MLflow at {mlflow.get_tracking_uri()}: {_first_line(exc)}"
-        raise TrackingError(message) from exc
-    except Exception as exc:  # a store backend's own driver error (sqlalchemy, requests)
-        if type(exc).__module__.split(".")[0] not in ("sqlalchemy", "requests", "urllib3"):
+    except Exception as exc:
+        # MLflow's own errors, the file system's, and a store backend's driver errors (sqlalchemy, requests)
+        driver = type(exc).__module__.split(".")[0] in ("sqlalchemy", "requests", "urllib3")
+        if not (isinstance(exc, STORE_ERRORS) or driver):
             raise
-        raise TrackingError(f"cannot {action} MLflow at {mlflow.get_tracking_uri()}: {_first_line(exc)}") from exc
+        message = f"cannot {action} MLflow at {mlflow.get_tracking_uri()}: {_first_line(exc)}"
+        raise TrackingError(redact(message)) from None  # the chained error would repeat any password
+
+
+def redact(text: str) -> str:
+    """`text` with the user:password@ part of every URL in it masked."""
+    return USERINFO.sub("//***@", text)
 
 
 @contextmanager

@@ -131,6 +131,14 @@ def test_an_unusable_store_is_one_tracking_error(init_plan: Plan, tmp_path: Path
         log_plan(init_plan)
 
 
+def test_a_store_error_names_the_store_without_its_password(init_plan: Plan, monkeypatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://ci:s3cret-pw@127.0.0.1:9")  # nothing listens on port 9
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with pytest.raises(TrackingError, match=r"MLflow at http://\*\*\*@127\.0\.0\.1:9: ") as err:
+        log_plan(init_plan)
+    assert "s3cret-pw" not in str(err.value)
+
+
 def test_without_mlflow_the_import_names_the_extra() -> None:
     code = "import sys; sys.modules['mlflow'] = None\nimport heterolora.integrations.mlflow"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
