@@ -18,13 +18,14 @@ from celery.exceptions import Ignore
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from celery.utils.log import get_task_logger
 
+from heterolora.caches import ModelCache
 from heterolora.errors import HeteroLoraError
-from heterolora.runner import JobCancelled, ModelCache, preload
 from heterolora.schemas import AllocateRequest
 from service import logs
 from service.artifacts import ArtifactStore
 from service.execute import TRANSIENT_ERRORS, isolate_working_directory, run_job
 from service.records import ANONYMOUS, TASK_ALLOCATE, JobError, JobRecord, deliveries_key, job_key, now, samples_key
+from service.run import JobCancelled, preload
 from service.stats import JobStats
 from service.store import RedisStore
 from worker.app import celery_app

@@ -175,7 +175,7 @@ def test_service_never_imports_worker_tasks_or_torch() -> None:
         assert not {"worker.tasks", "torch"} & _imports(path), path
     code = (
         "import sys, service.main, service.celery_queue, worker.app;"
-        "print(sorted(m for m in ('torch', 'transformers', 'worker.tasks', 'heterolora.runner') if m in sys.modules))"
+        "print(sorted(m for m in ('torch', 'transformers', 'worker.tasks', 'service.run') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
