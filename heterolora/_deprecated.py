@@ -19,7 +19,18 @@ import warnings
 from types import ModuleType
 from typing import Any
 
-MOVED_MODULES: dict[str, str] = {}
+MOVED_MODULES: dict[str, str] = {
+    "heterolora.api": "heterolora.planner",
+    "heterolora.cli_files": "heterolora.cli.files",
+    "heterolora.cli_mlflow": "heterolora.cli.mlflow",
+    "heterolora.cli_remote": "heterolora.cli.remote",
+    "heterolora.cli_service": "heterolora.cli.service",
+    "heterolora.gradient_init": "heterolora.init.build",
+    "heterolora.init_apply": "heterolora.init.apply",
+    "heterolora.init_format": "heterolora.init.format",
+    # The job's planning call moved to the service; this alias resolves only where it is installed.
+    "heterolora.runner": "service.run",
+}
 
 MOVED_NAMES: dict[str, dict[str, str]] = {
     "heterolora.engine": {
@@ -80,4 +91,4 @@ class _MovedModules(importlib.abc.MetaPathFinder):
 def install() -> None:
     """Put the finder for moved modules on sys.meta_path (once)."""
     if not any(isinstance(f, _MovedModules) for f in sys.meta_path):
-        sys.meta_path.append(_MovedModules())
+        sys.meta_path.insert(0, _MovedModules())  # before path finders, which may see stale files

@@ -13,7 +13,7 @@ from torch import nn
 from heterolora.budget import PlanBudget
 from heterolora.config import AllocationConfig, FractionBudget, budget_kind
 from heterolora.errors import ConfigError
-from heterolora.gradient_init import InitArtifact, build_init, module_sites
+from heterolora.init.build import InitArtifact, build_init, module_sites
 from heterolora.plans import BudgetInfo, ModuleEntry, Plan
 from heterolora.scoring import SiteScores
 from heterolora.search_space import head_modules, model_info

@@ -1,5 +1,5 @@
-"""The one planning path: model id and samples in, Plan out. `heterolora.plan`, the CLI, the
-service's embedded queue and the Celery task (through heterolora.runner) all call `plan`.
+"""The front door, `heterolora.plan`: model id and samples in, Plan out. The CLI, the service's
+embedded queue and the Celery task (through service/run.py) all call `plan`.
 
     samples -> checked rows + label classes (once)
             -> model (through an optional ModelCache)
@@ -34,8 +34,8 @@ def _quiet(fraction: float, phase: str) -> None:
 
 
 def plan(
-    model: str,
-    samples: Any,
+    model: str = "minilm",
+    samples: Any = None,
     config: AllocationConfig | None = None,
     *,
     cache: ModelCache | None = None,
@@ -43,11 +43,23 @@ def plan(
     device: str | None = None,
     dtype: str | None = None,
     device_map: str | None = None,
+    **options: Any,
 ) -> Plan:
-    """Plan for `model` (hub id, local folder or "minilm") on `samples` (None: the built-in sample),
-    its weights in `dtype` on `device`, or spread over the visible GPUs with `device_map="auto"`.
-    `progress(fraction, phase)` may raise to stop the plan (the service cancels jobs that way)."""
-    config = config or AllocationConfig()
+    """Plan LoRA ranks for `model` (hub id, local folder or "minilm") on `samples`.
+
+    Args:
+        samples: list of {text, text_pair?, label?}, a DataFrame or a datasets.Dataset;
+            None uses the built-in sample of sentence pairs.
+        config: an AllocationConfig; or pass its fields as keyword options, e.g.
+            budget={"trainable_params": 100_000}, proxy="rank_energy".
+        cache: keeps loaded models (and their scores) between calls; none by default.
+        progress: called with (fraction 0..1, phase); it may raise to stop the plan (the service
+            cancels jobs that way).
+        device, dtype: where and in what the weights are loaded ("cuda:1", "bfloat16"); scoring
+            accumulates in float32 whatever the weights' dtype.
+        device_map: "auto" spreads a model larger than one GPU over every visible GPU (accelerate).
+    """
+    config = config or AllocationConfig(**options)
     report = progress or _quiet
     device = device or default_device()
     cache = cache if cache is not None else ModelCache(size=0)  # size 0 keeps nothing

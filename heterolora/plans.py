@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from heterolora._version import __version__
 from heterolora.config import LORA_TYPES, SHORTCUT_TYPES, TASK_TYPES, BudgetKind
 from heterolora.errors import PlanError
-from heterolora.init_format import InitInfo, verify_artifact
+from heterolora.init.format import InitInfo, verify_artifact
 
 SCHEMA_VERSION = "1.2"  # 1.1 added `labels`, 1.2 `init`; 1.0 and 1.1 plans still load
 PLAN_ATTR = "heterolora_plan"  # where apply_plan / load_adapted keep the plan on a model
@@ -117,7 +117,7 @@ class Plan(_Model):
         description="Machine-readable shortcut section (placement, alpha); see docs/shortcuts.md.",
     )
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds per phase.")
-    # ---- gradient init (issue 14; heterolora/gradient_init.py): section + tensor file bytes ----
+    # ---- gradient init (issue 14; heterolora/init/build.py): section + tensor file bytes ----
     init: InitInfo | None = Field(default=None, description="LoRA A/B init carried by the plan (plan-format.md).")
     _init_data: bytes | None = PrivateAttr(default=None)
     _job_id: str | None = PrivateAttr(default=None)
@@ -168,7 +168,7 @@ class Plan(_Model):
     ) -> Plan:
         """A plan stamped with this version and time, its PEFT kwargs derived from `modules`.
         `extra`: the optional sections (labels, shortcuts, timings, init; the engine adds a gradient
-        init after allocation, with its tensor file: heterolora.gradient_init.attach_init)."""
+        init after allocation, with its tensor file: heterolora.init.build.attach_init)."""
         return cls(
             heterolora_version=__version__,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),

@@ -17,7 +17,7 @@ from torch import nn
 from heterolora.budget import scoring_ranks
 from heterolora.config import AllocationConfig
 from heterolora.errors import DataError
-from heterolora.gradient_init import GradientSource, scoring_source
+from heterolora.init.build import GradientSource, scoring_source
 from heterolora.proxies import get_proxy
 from heterolora.proxies.context import Progress, ProxyContext, batch_loss
 from heterolora.search_space import Candidate, head_modules

@@ -14,6 +14,7 @@ from typing import Any
 
 import kombu.exceptions
 import redis
+from celery.backends.redis import RedisBackend
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from heterolora.schemas import AllocateRequest
@@ -25,6 +26,7 @@ from service.records import QUEUE_GPU, TASK_ALLOCATE, JobError, JobRecord, RunSt
 from service.settings import Settings, WorkerSettings
 from service.store import RedisStore, safe_url
 from worker.app import make_celery
+from worker.lease import Sweeper
 
 BROKER_ERRORS = (kombu.exceptions.OperationalError, redis.ConnectionError, redis.TimeoutError, ConnectionError)
 WORKER_PING_S = 1.0
@@ -59,16 +61,29 @@ def samples_hash(request: AllocateRequest) -> tuple[str, str]:
     return hashlib.sha256(raw.encode()).hexdigest(), raw
 
 
+class PollingRedisBackend(RedisBackend):
+    """The API's result backend. The API reads job states (get_task_meta) and never waits on a
+    result, so it subscribes to nothing: Celery's own subscribes to each sent task's result
+    channel, piling up subscriptions, and with Redis away a send then retries for about 20 s in
+    a request thread and fails for good ("The Celery application must be restarted")."""
+
+    def on_task_call(self, producer: Any, task_id: str) -> None:
+        return None
+
+
 class CeleryJobQueue(JobQueue):
     def __init__(self, redis_url: str, settings: Settings) -> None:
         limits = Limits(settings.max_queued_jobs, settings.rate_limit_per_minute)
         super().__init__(RedisStore(redis_url, settings.result_ttl_s, settings.redis_timeout_s), limits)
         self.url = redis_url
         self.celery = make_celery(WorkerSettings(redis_url=redis_url, result_ttl_s=settings.result_ttl_s))
+        self.celery.conf.result_backend = f"{__name__}:PollingRedisBackend+{redis_url}"
         # No limit on the broker connection pool: a pool wait has no timeout in kombu, and a
         # broadcast with replies holds one connection while it asks for a second.
         self.celery.conf.broker_pool_limit = None
         self.artifacts = ArtifactStore.for_redis(redis_url, settings.result_ttl_s, settings.redis_timeout_s)
+        # Jobs whose worker died go back to the queue within about a lease (worker.lease).
+        self.sweeper = Sweeper(self.store.client, self.celery, settings.lease_ttl_s / 3).start()
 
     def _unavailable(self, what: str) -> Unavailable:
         # Clients learn that Redis is down; where it runs goes to the log only.
@@ -113,5 +128,6 @@ class CeleryJobQueue(JobQueue):
         return {"status": "ready", "mode": "celery", "broker": "ok", "workers": len(replies)}
 
     def close(self) -> None:
+        self.sweeper.stop()
         self.store.client.close()
         self.celery.close()

@@ -60,8 +60,9 @@ class EmbeddedJobQueue(JobQueue):
     def _run(self, job_id: str, request: AllocateRequest) -> None:
         with self._lock:
             self._waiting -= 1
-        from heterolora.runner import JobCancelled, ModelCache  # torch: only once a job runs
+        from heterolora.caches import ModelCache  # torch: only once a job runs
         from service.execute import isolate_working_directory, run_job
+        from service.run import JobCancelled
 
         if self._cache is None:
             isolate_working_directory()  # the first job: nothing in this process needs the old one

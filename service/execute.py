@@ -1,7 +1,7 @@
 """Running one job, the same way on a Celery worker (worker.tasks) and in the single-machine queue
 (service.embedded): the one progress-and-cancel callback, phase timing for metrics and logs,
 the soft time limit, and failures as JobError with a code from heterolora.error_codes.
-Imports torch (through heterolora.runner): the API process imports it only when a job runs."""
+Imports torch (through service.run): the API process imports it only when a job runs."""
 
 from __future__ import annotations
 
@@ -17,13 +17,14 @@ from typing import Any
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
+from heterolora.caches import ModelCache
 from heterolora.errors import HeteroLoraError
-from heterolora.runner import JobCancelled, ModelCache, run_request
 from heterolora.schemas import AllocateRequest
 from service.artifacts import ArtifactStore, ArtifactTooLarge
 from service.errors import Unavailable
 from service.logs import event
 from service.records import JobError, cancel_key
+from service.run import JobCancelled, run_request
 from service.settings import WorkerSettings
 from service.stats import JobStats
 from service.store import Store

@@ -5,6 +5,8 @@ Keys (all expire; see the settings for how long):
     heterolora:job:{id}                     the job record (JSON, below)
     heterolora:cancel:{id}                  set when a client cancels the job
     heterolora:deliveries:{id}              hash: started (every delivery), open (deliveries that never ended)
+    heterolora:lease:{id}                   held by the worker running the job, renewed while it runs (worker.lease)
+    heterolora:running                      hash: job id -> "token started_at" of every job a worker runs
     heterolora:request:{tenant}:{sha256}    identical request of one API key -> job id
     heterolora:idem:{sha256(tenant, key)}   Idempotency-Key of one API key -> "job_id fingerprint"
     heterolora:samples:{sha256}             one sample set, shared by every job that uses it
@@ -48,6 +50,13 @@ def cancel_key(job_id: str) -> str:
 
 def deliveries_key(job_id: str) -> str:
     return f"{PREFIX}deliveries:{job_id}"
+
+
+def lease_key(job_id: str) -> str:
+    return f"{PREFIX}lease:{job_id}"
+
+
+RUNNING_KEY = f"{PREFIX}running"
 
 
 def request_key(tenant: str, fingerprint: str) -> str:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
 
-from heterolora.init_format import sha256_hex
+from heterolora.init.format import sha256_hex
 from heterolora.schemas import ErrorBody
 from service.deps import CallerDep, JobQueueDep
 from service.errors import APIError, Conflict, Unavailable

@@ -5,6 +5,7 @@
 - /healthz turns red when the request thread pool is wedged.
 - SIGTERM ends the API within its grace period even while a request is stuck in a thread.
 - Without keys, the app refuses a reachable address whatever server runs it.
+- Sending a job fails fast while Redis is away, and works again when it is back.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ import httpx
 import pytest
 import uvicorn
 
-from devtools.stack import Api, Stack, env_for, free_port, start_stack, stop_stack, wait_until
+from devtools.stack import Api, RedisServer, Stack, env_for, free_port, start_stack, stop_stack, wait_until
+from service.celery_queue import BROKER_ERRORS, CeleryJobQueue
 from service.main import create_app
 from service.probes import EXIT_AFTER_GRACE
+from service.records import QUEUE_GPU, TASK_ALLOCATE
 from service.settings import Settings, get_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -177,3 +180,23 @@ class OpenApi(Api):
     def command(self) -> list[str]:
         serve = ["service.main:app", "--host", "0.0.0.0", "--port", str(self.port), "--log-level", "warning"]
         return [sys.executable, "-m", "uvicorn", *serve]
+
+
+def test_sending_a_job_with_redis_away_fails_fast_and_recovers(tmp_path: Path) -> None:
+    """A broker connection already open (a cancel used it), then Redis goes away: the send used
+    to subscribe to the task's result channel first, retry that for about 20 s in the request
+    thread and fail with a RuntimeError (a 500), "The Celery application must be restarted"."""
+    server = RedisServer(tmp_path).start()
+    queue = CeleryJobQueue(server.url, Settings(redis_url=server.url))
+    try:
+        queue._revoke("earlier")  # DELETE /jobs/{id}: opens the broker connection
+        server.stop()
+        started = time.monotonic()
+        with pytest.raises(BROKER_ERRORS):
+            queue.celery.send_task(TASK_ALLOCATE, args=[{}], task_id="during", queue=QUEUE_GPU)
+        assert time.monotonic() - started < 5
+        server.start()  # same port: sending works again without a restart
+        queue.celery.send_task(TASK_ALLOCATE, args=[{}], task_id="after", queue=QUEUE_GPU)
+    finally:
+        queue.close()
+        server.stop()

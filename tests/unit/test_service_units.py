@@ -175,7 +175,7 @@ def test_service_never_imports_worker_tasks_or_torch() -> None:
         assert not {"worker.tasks", "torch"} & _imports(path), path
     code = (
         "import sys, service.main, service.celery_queue, worker.app;"
-        "print(sorted(m for m in ('torch', 'transformers', 'worker.tasks', 'heterolora.runner') if m in sys.modules))"
+        "print(sorted(m for m in ('torch', 'transformers', 'worker.tasks', 'service.run') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
@@ -269,9 +269,11 @@ def test_every_code_the_service_sends_is_in_the_one_table() -> None:
 
 
 def test_service_uses_the_worker_package_in_one_place() -> None:
-    """Shared names live in service.records and service.settings; the API only builds the Celery app."""
+    """Shared names live in service.records and service.settings; the API only builds the Celery app
+    (and sweeps lapsed leases)."""
     users = {
         path.relative_to(ROOT).as_posix(): sorted(m for m in _imports(path) if m.split(".")[0] == "worker")
         for path in (ROOT / "service").rglob("*.py")
     }
-    assert {path: mods for path, mods in users.items() if mods} == {"service/celery_queue.py": ["worker.app"]}
+    expected = {"service/celery_queue.py": ["worker.app", "worker.lease"]}  # the lease sweep runs in the API too
+    assert {path: mods for path, mods in users.items() if mods} == expected

@@ -17,7 +17,7 @@ import click
 import httpx
 from tqdm import tqdm
 
-from heterolora.cli_files import save_plan
+from heterolora.cli.files import save_plan
 from heterolora.client import Client, JobFailed, JobStatus
 from heterolora.client._client import DEFAULT_JOB_TIMEOUT_S
 from heterolora.errors import HeteroLoraError

@@ -1,10 +1,9 @@
-"""`heterolora` command line: plan (and, registered by their modules, serve / worker)."""
+"""`heterolora plan` and `heterolora show`: plan locally (or on a service with --server) and read
+plans back."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,9 +13,10 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 import click
 from pydantic.fields import FieldInfo
 
-from heterolora.cli_files import check_writable, save_plan
-from heterolora.cli_mlflow import is_run_ref, log_to_mlflow, plan_from_mlflow, require_mlflow
-from heterolora.cli_remote import DEFAULT_API_KEY_ENV
+from heterolora.cli.files import check_writable, save_plan
+from heterolora.cli.mlflow import is_run_ref, log_to_mlflow, plan_from_mlflow, require_mlflow
+from heterolora.cli.output import ProgressBar, check_plot, first_error, one_line
+from heterolora.cli.remote import DEFAULT_API_KEY_ENV
 from heterolora.config import DEFAULT_LIKE, DEVICE_MAPS, WEIGHT_DTYPES, AllocationConfig
 from heterolora.errors import HeteroLoraError
 from heterolora.serving import STACKS, VLLM_DEFAULT_MAX_LORA_RANK
@@ -86,33 +86,7 @@ def config_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-class _Bar:
-    """tqdm progress bar on stderr, fed by the engine's (fraction, phase) callback."""
-
-    def __init__(self) -> None:
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=100, file=sys.stderr, leave=False, bar_format="{desc:<22}{bar}| {percentage:3.0f}%")
-
-    def __call__(self, fraction: float, phase: str) -> None:
-        self.bar.set_description_str(phase)
-        self.bar.n = round(100 * fraction)
-        self.bar.refresh()
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="heterolora")
-def main() -> None:
-    """HeteroLoRA: plan heterogeneous LoRA ranks with zero-cost proxies."""
-    from heterolora.threads import passive_wait
-
-    passive_wait()  # before torch loads OpenMP (heterolora/threads.py)
-
-
-@main.command("plan")
+@click.command("plan")
 @click.option("--model", "-m", default="minilm", show_default=True, help="Hub id, local folder or 'minilm'.")
 @click.option("--data", "-d", type=click.Path(dir_okay=False), help="JSONL or TSV (text, text_pair, label).")
 @click.option("--budget-params", type=int, help="Exact trainable LoRA parameters.")
@@ -137,14 +111,14 @@ def main() -> None:
 )
 def plan_cmd(**kw: Any) -> None:
     """Score every candidate module and print a rank plan (defaults: MiniLM, built-in sample)."""
-    from heterolora.api import plan
     from heterolora.heatmap import rank_table, save_heatmap
+    from heterolora.planner import plan
     from heterolora.samples import read_samples
     from heterolora.threads import apply_threads
 
     apply_threads()  # threads that fit this process's CPUs, unless HETEROLORA_TORCH_THREADS says otherwise
 
-    _check_plot(kw["plot"])
+    check_plot(kw["plot"])
     check_writable(kw["out"], "--out")
     check_writable(kw["plot"], "--plot")
     require_mlflow(kw["to_mlflow"])
@@ -156,10 +130,10 @@ def plan_cmd(**kw: Any) -> None:
     try:
         config = AllocationConfig(**options)
         samples = read_samples(kw["data"]) if kw["data"] else None
-        bar = _Bar()
+        bar = ProgressBar()
         start = time.perf_counter()
-        if kw["server"]:  # same request, computed by the service (heterolora/cli_remote.py)
-            from heterolora.cli_remote import plan_on_server, remote_samples
+        if kw["server"]:  # same request, computed by the service (heterolora/cli/remote.py)
+            from heterolora.cli.remote import plan_on_server, remote_samples
 
             if kw["device"] or kw["device_map"]:
                 raise click.UsageError("--device/--device-map: the server places models on its own GPUs")
@@ -191,32 +165,6 @@ def plan_cmd(**kw: Any) -> None:
         log_to_mlflow(result)
 
 
-def _check_plot(plot: str | None) -> None:
-    if plot and importlib.util.find_spec("matplotlib") is None:
-        raise click.UsageError("--plot needs matplotlib: pip install 'heterolora[plot]'")
-
-
-def _first_error(exc: Exception) -> tuple[str, str]:
-    """(field, message) of a validation error: the library's own message and field when one of
-    its validators raised it, else pydantic's message without its "Value error, " prefix."""
-    errors = getattr(exc, "errors", None)
-    if not callable(errors):
-        return "", str(exc).splitlines()[0]
-    first = errors()[0]
-    cause = (first.get("ctx") or {}).get("error")
-    field = ".".join(map(str, first["loc"]))
-    if isinstance(cause, HeteroLoraError):
-        return cause.field or field, cause.message
-    if isinstance(cause, Exception):
-        return field, str(cause)
-    return field, str(first["msg"])
-
-
-def _one_line(exc: Exception) -> str:
-    field, message = _first_error(exc)
-    return f"{field}: {message}" if field and not message.startswith(field) else message
-
-
 def _budget_option(kw: dict[str, Any]) -> str:
     given = [name for name, key in BUDGET_OPTIONS.items() if kw.get(key) is not None]
     return given[0] if given else "--budget-params"
@@ -224,7 +172,7 @@ def _budget_option(kw: dict[str, Any]) -> str:
 
 def option_error(exc: Exception, budget_option: str) -> click.ClickException:
     """An invalid `plan` option, named as the user typed it (`--num-batches`, not num_batches)."""
-    field, message = _first_error(exc)
+    field, message = first_error(exc)
     name = field.split(".")[0]
     if name == "budget":
         return click.BadParameter(message, param_hint=budget_option)
@@ -233,7 +181,7 @@ def option_error(exc: Exception, budget_option: str) -> click.ClickException:
     return click.ClickException(message)
 
 
-@main.command("show")
+@click.command("show")
 @click.argument("plan_file")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a rank heatmap PNG here.")
 @click.option("--peft", is_flag=True, help="Print the LoraConfig keyword arguments.")
@@ -258,11 +206,11 @@ def show_cmd(
     from heterolora.heatmap import rank_table, save_heatmap
     from heterolora.plans import Plan
 
-    _check_plot(plot)
+    check_plot(plot)
     check_writable(remote["out"], "--out")
     check_writable(plot, "--plot")
     if remote["server"]:
-        from heterolora.cli_remote import show_job
+        from heterolora.cli.remote import show_job
 
         need = bool(check or remote["out"])
         loaded = show_job(remote["server"], remote["api_key_env"], plan_file, remote["out"], require_plan=need)
@@ -278,7 +226,7 @@ def show_cmd(
         try:
             loaded = Plan.load(plan_file)
         except ValueError as exc:
-            raise click.ClickException(f"{Path(plan_file).name} is not a valid plan: {_one_line(exc)}") from None
+            raise click.ClickException(f"{Path(plan_file).name} is not a valid plan: {one_line(exc)}") from None
     if check:
         from heterolora.serving import check_plan
 
@@ -293,12 +241,3 @@ def show_cmd(
     click.echo(json.dumps(loaded.peft.model_dump(exclude_none=True), indent=2) if peft else rank_table(loaded))
     if plot:
         save_heatmap(loaded, plot)
-
-
-from heterolora.cli_service import serve_cmd, worker_cmd  # noqa: E402  (service/worker load inside the commands)
-
-main.add_command(serve_cmd)
-main.add_command(worker_cmd)
-
-if __name__ == "__main__":
-    main()

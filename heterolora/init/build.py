@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from heterolora.config import AllocationConfig
-from heterolora.init_format import (
+from heterolora.init.format import (
     DEFAULT_INIT_VARIANT,
     DEFAULT_LEARNING_RATE,
     LORA_GA_GAMMA,
@@ -265,7 +265,7 @@ def init_for_ranks(
     """Gradient init for any rank assignment (e.g. a uniform-rank arm built without scoring), with
     alpha = alpha_ratio * r: one gradient pass over `batches` (K forward+backward passes), then the
     same construction as `heterolora.plan(..., init="gradient")`. Apply it to a PeftModel with
-    `heterolora.init_apply.apply_init_artifact`."""
+    `heterolora.init.apply.apply_init_artifact`."""
     sites = [InitSite(n, r, alpha_ratio) for n, r in ranks.items() if r > 0]  # scaling alpha / r
     return _one_pass_init(model, batches, sites, variant=variant, learning_rate=learning_rate, seed=seed)
 

@@ -1,16 +1,15 @@
-"""AllocateRequest -> Plan for the Celery worker and the service's embedded queue: a thin adapter
-over heterolora.planner.plan, so every route plans the same way."""
+"""A job's planning call, for the Celery worker and the embedded queue: AllocateRequest -> Plan
+through heterolora.plan, so every route plans the same way; models preloaded into the worker's
+cache; JobCancelled, which the progress callback raises to stop a cancelled job."""
 
 from __future__ import annotations
 
-from heterolora.caches import CacheKey, ModelCache
+from heterolora.caches import ModelCache
 from heterolora.loading import default_device, load_model
 from heterolora.planner import cache_key, plan
 from heterolora.plans import Plan
 from heterolora.proxies.context import Progress
 from heterolora.schemas import AllocateRequest
-
-__all__ = ["CacheKey", "JobCancelled", "ModelCache", "preload", "run_request"]
 
 
 class JobCancelled(Exception):

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from heterolora.errors import PlanError
-from heterolora.init_format import InitInfo, adapter_key, verify_artifact
+from heterolora.init.format import InitInfo, adapter_key, verify_artifact
 from heterolora.plans import Plan, plan_of
 
 ADAPTER = "default"
@@ -115,7 +115,7 @@ def apply_init(peft_model: Any, plan: Plan) -> None:
             "next to the JSON) or the client's plan(), which downloads them",
             field="init",
         )
-    from heterolora.gradient_init import plan_sites
+    from heterolora.init.build import plan_sites
 
     expected = {s.name: s.scaling for s in plan_sites(plan)}
     apply_init_artifact(peft_model, plan.init, plan.init_data, expected)
