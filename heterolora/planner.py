@@ -1,5 +1,5 @@
 """The front door, `heterolora.plan`: model id and samples in, Plan out. The CLI, the service's
-embedded queue and the Celery task (through service/run.py) all call `plan`.
+embedded queue and the Celery task (through service/jobs/run.py) all call `plan`.
 
     samples -> checked rows + label classes (once)
             -> model (through an optional ModelCache)
