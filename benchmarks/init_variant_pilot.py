@@ -26,8 +26,8 @@ from benchmarks.quality.data import encode
 from benchmarks.quality.head import mean_head
 from benchmarks.quality.peers import ALPHA_RATIO
 from benchmarks.quality.train import Settings, splits, train
-from heterolora.gradient_init import init_for_ranks
-from heterolora.init_apply import apply_init_artifact
+from heterolora.init.apply import apply_init_artifact
+from heterolora.init.build import init_for_ranks
 from heterolora.loading import load_model
 from heterolora.samples import make_batches
 

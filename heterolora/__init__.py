@@ -14,28 +14,28 @@ from heterolora.errors import HeteroLoraError as HeteroLoraError
 from heterolora.plans import Plan as Plan
 
 if TYPE_CHECKING:
-    from heterolora.api import plan as plan
     from heterolora.apply import apply_plan as apply_plan
     from heterolora.apply import load_adapted as load_adapted
     from heterolora.apply import save_adapted as save_adapted
     from heterolora.engine import compute_plan as compute_plan
-    from heterolora.gradient_init import init_for_ranks as init_for_ranks
-    from heterolora.init_apply import LearningRateWarning as LearningRateWarning
-    from heterolora.init_apply import check_optimizer as check_optimizer
+    from heterolora.init.apply import LearningRateWarning as LearningRateWarning
+    from heterolora.init.apply import check_optimizer as check_optimizer
+    from heterolora.init.build import init_for_ranks as init_for_ranks
     from heterolora.loading import load_model as load_model
+    from heterolora.planner import plan as plan
     from heterolora.training import make_optimizer as make_optimizer
 
 _deprecated.install()  # old import paths still work for one release, with a warning
 
 _LAZY = {
-    "plan": "heterolora.api",
+    "plan": "heterolora.planner",
     "compute_plan": "heterolora.engine",
     "apply_plan": "heterolora.apply",
     "save_adapted": "heterolora.apply",
     "load_adapted": "heterolora.apply",
-    "check_optimizer": "heterolora.init_apply",
-    "LearningRateWarning": "heterolora.init_apply",
-    "init_for_ranks": "heterolora.gradient_init",
+    "check_optimizer": "heterolora.init.apply",
+    "LearningRateWarning": "heterolora.init.apply",
+    "init_for_ranks": "heterolora.init.build",
     "load_model": "heterolora.loading",
     "make_optimizer": "heterolora.training",
 }

@@ -8,7 +8,7 @@ from typing import Any
 from torch import nn
 
 from heterolora.errors import PlanError
-from heterolora.init_apply import apply_init, check_learning_rate, correct_base
+from heterolora.init.apply import apply_init, check_learning_rate, correct_base
 from heterolora.plans import PLAN_ATTR, Plan
 from heterolora.shortcuts import (
     attach_shortcuts,
@@ -59,7 +59,7 @@ def apply_plan(
         overrides.setdefault("modules_to_save", None)
     peft_model = get_peft_model(model, plan.to_lora_config(**overrides))
     verify_applied(peft_model, plan)
-    if plan.init is not None:  # gradient init (heterolora/init_apply.py)
+    if plan.init is not None:  # gradient init (heterolora/init/apply.py)
         apply_init(peft_model, plan)
         check_learning_rate(learning_rate, plan, stacklevel=2)
     if train_head is False:  # PEFT adds a SEQ_CLS model's classifier to modules_to_save by itself

@@ -13,8 +13,8 @@ from torch import nn
 from heterolora.budget import PlanBudget
 from heterolora.config import AllocationConfig, FractionBudget, budget_kind
 from heterolora.errors import ConfigError
-from heterolora.gradient_init import InitArtifact, build_init, module_sites
-from heterolora.init_step import chosen_step_init
+from heterolora.init.build import InitArtifact, build_init, module_sites
+from heterolora.init.step import chosen_step_init
 from heterolora.plans import BudgetInfo, ModuleEntry, Plan
 from heterolora.scoring import SiteScores
 from heterolora.search_space import head_modules, model_info
@@ -41,7 +41,7 @@ def gradient_init(
 ) -> tuple[InitArtifact | None, float | None]:
     """The plan's A/B init from the scoring pass's gradients (docs/plan-format.md, "Initialisation"),
     and the gora step it was built with. With `init_step="line_search"` (gora) the step is chosen on
-    the last scoring batch (heterolora.init_step); no init when no step lowers that batch's loss."""
+    the last scoring batch (heterolora.init.step); no init when no step lowers that batch's loss."""
     if scored.gradients is None:
         raise ConfigError("these scores were computed without init='gradient'; score again", field="init")
     sites = module_sites(modules, config.use_rslora)
@@ -66,6 +66,7 @@ def assemble_plan(
     timings: dict[str, float],
     init: InitArtifact | None = None,
     init_step: float | None = None,
+    world_size: int = 1,
 ) -> Plan:
     used = sum(m.params for m in modules)
     extra: dict[str, Any] = {"init": init.info} if init is not None else {}
@@ -87,7 +88,8 @@ def assemble_plan(
         modules_to_save=head_modules(model),
         settings=config.model_dump(exclude={"task", "proxy", "seed", "budget"})
         | {"batches": scored.batches, "scoring_mode": scored.scoring, "scoring_passes": scored.passes}
-        | {"weights_dtype": str(next(model.parameters()).dtype).removeprefix("torch.")},
+        | {"weights_dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
+        | {"world_size": world_size},  # processes that planned together (heterolora/distributed.py)
         labels=labels or None,
         shortcuts=shortcut_section(model, config, len(scored.shortcut_sites)) if scored.shortcut_sites else None,
         timings=timings,

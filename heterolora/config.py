@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from heterolora.errors import BudgetError, ConfigError
-from heterolora.init_format import DEFAULT_INIT_VARIANT
+from heterolora.init.format import DEFAULT_INIT_VARIANT
 
 # The vocabulary: every name and default is defined here once; Literals, the CLI's choices, the
 # HTTP schema and the dynamic variant derive from these.
@@ -218,7 +218,7 @@ class AllocationConfig(_Strict):
         default=False,
         description="Recompute layer internals during scoring's backward passes (less memory, more time).",
     )
-    # ---- gradient init (issue 14; heterolora/gradient_init.py) ----
+    # ---- gradient init (issue 14; heterolora/init/build.py) ----
     init: Literal["zero", "gradient"] = Field(
         default="zero",
         description="LoRA A/B init: zero (standard LoRA, B = 0) or gradient (from the scoring gradients).",

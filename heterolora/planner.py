@@ -1,5 +1,5 @@
-"""The one planning path: model id and samples in, Plan out. `heterolora.plan`, the CLI, the
-service's embedded queue and the Celery task (through heterolora.runner) all call `plan`.
+"""The front door, `heterolora.plan`: model id and samples in, Plan out. The CLI, the service's
+embedded queue and the Celery task (through service/jobs/run.py) all call `plan`.
 
     samples -> checked rows + label classes (once)
             -> model (through an optional ModelCache)
@@ -16,10 +16,11 @@ from typing import Any
 
 import torch
 
+from heterolora import distributed
 from heterolora.caches import CacheKey, ModelCache
 from heterolora.config import LABEL_PROXIES, AllocationConfig
 from heterolora.engine import compute_plan
-from heterolora.errors import HeteroLoraError
+from heterolora.errors import ConfigError, HeteroLoraError
 from heterolora.loading import LoadedModel, default_device, load_model
 from heterolora.plans import Plan
 from heterolora.proxies.context import Progress
@@ -34,8 +35,8 @@ def _quiet(fraction: float, phase: str) -> None:
 
 
 def plan(
-    model: str,
-    samples: Any,
+    model: str = "minilm",
+    samples: Any = None,
     config: AllocationConfig | None = None,
     *,
     cache: ModelCache | None = None,
@@ -43,13 +44,31 @@ def plan(
     device: str | None = None,
     dtype: str | None = None,
     device_map: str | None = None,
+    **options: Any,
 ) -> Plan:
-    """Plan for `model` (hub id, local folder or "minilm") on `samples` (None: the built-in sample),
-    its weights in `dtype` on `device`, or spread over the visible GPUs with `device_map="auto"`.
-    `progress(fraction, phase)` may raise to stop the plan (the service cancels jobs that way)."""
-    config = config or AllocationConfig()
+    """Plan LoRA ranks for `model` (hub id, local folder or "minilm") on `samples`.
+
+    Args:
+        samples: list of {text, text_pair?, label?}, a DataFrame or a datasets.Dataset;
+            None uses the built-in sample of sentence pairs.
+        config: an AllocationConfig; or pass its fields as keyword options, e.g.
+            budget={"trainable_params": 100_000}, proxy="rank_energy".
+        cache: keeps loaded models (and their scores) between calls; none by default.
+        progress: called with (fraction 0..1, phase); it may raise to stop the plan (the service
+            cancels jobs that way).
+        device, dtype: where and in what the weights are loaded ("cuda:1", "bfloat16"); scoring
+            accumulates in float32 whatever the weights' dtype.
+        device_map: "auto" spreads a model larger than one GPU over every visible GPU (accelerate).
+
+    Under a launcher (`torchrun`: WORLD_SIZE > 1) the processes plan together, each on its share
+    of the batches, and every rank returns rank 0's plan (heterolora/distributed.py).
+    """
+    config = config or AllocationConfig(**options)
     report = progress or _quiet
-    device = device or default_device()
+    device = distributed.rank_device(device) or default_device()
+    group = distributed.from_env(device)
+    if group is not None and device_map:
+        raise ConfigError("device_map cannot be combined with several processes: one GPU per rank", field="device_map")
     cache = cache if cache is not None else ModelCache(size=0)  # size 0 keeps nothing
     rows, classes = checked_samples(samples, config)
     report(0.0, "loading model")
@@ -69,9 +88,10 @@ def plan(
             model_id=model,
             revision=loaded.revision,
             progress=lambda f, phase: report(LOADING_SHARE + (1 - LOADING_SHARE) * f, phase),
-            scored=cache.scores(key, score_id),
+            scored=cache.scores(key, score_id) if group is None else None,  # ranks must all score
             on_scored=lambda scored: cache.put_scores(key, score_id, scored),
             labels=classes,
+            group=group,
         )
     except HeteroLoraError:
         raise  # rejected input: raised before the model was touched

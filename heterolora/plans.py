@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from heterolora._version import __version__
 from heterolora.config import LORA_TYPES, SHORTCUT_TYPES, TASK_TYPES, BudgetKind
 from heterolora.errors import PlanError
-from heterolora.init_format import InitInfo, verify_artifact
+from heterolora.init.format import InitInfo, verify_artifact
 from heterolora.training import TrainingInfo
 
 SCHEMA_VERSION = "1.3"  # 1.1 added `labels`, 1.2 `init`, 1.3 `training`; older plans still load
@@ -118,7 +118,7 @@ class Plan(_Model):
         description="Machine-readable shortcut section (placement, alpha); see docs/shortcuts.md.",
     )
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds per phase.")
-    # ---- gradient init (issue 14; heterolora/gradient_init.py): section + tensor file bytes ----
+    # ---- gradient init (issue 14; heterolora/init/build.py): section + tensor file bytes ----
     init: InitInfo | None = Field(default=None, description="LoRA A/B init carried by the plan (plan-format.md).")
     training: TrainingInfo | None = Field(
         default=None, description="The training recipe the plan's evidence was measured with (make_optimizer)."
@@ -175,7 +175,7 @@ class Plan(_Model):
     ) -> Plan:
         """A plan stamped with this version and time, its PEFT kwargs derived from `modules`.
         `extra`: the optional sections (labels, shortcuts, timings, init; the engine adds a gradient
-        init after allocation, with its tensor file: heterolora.gradient_init.attach_init)."""
+        init after allocation, with its tensor file: heterolora.init.build.attach_init)."""
         return cls(
             heterolora_version=__version__,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),

@@ -57,6 +57,9 @@ class CommonSettings(BaseSettings):
     result_ttl_s: int = Field(default=WEEK_S, gt=0, description="How long job records and plans are kept.")
     redis_timeout_s: float = Field(default=1.0, gt=0, le=10, description="Socket timeout for Redis calls.")
     log_format: Literal["json", "text"] = Field(default="json", description="One JSON object per line, or text.")
+    lease_ttl_s: float = Field(
+        default=30, ge=1, le=3600, description="A running job's lease; a job whose worker died is re-queued after it."
+    )
 
     @property
     def embedded(self) -> bool:
@@ -148,3 +151,9 @@ class WorkerSettings(CommonSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+@lru_cache
+def get_worker_settings() -> WorkerSettings:
+    """The worker's settings, read once per process."""
+    return WorkerSettings()

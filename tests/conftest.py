@@ -92,8 +92,8 @@ def random_batches(n: int = 2, batch: int = 4, seq: int = 12, labels: int | None
 @pytest.fixture(scope="session")
 def minilm():
     """The real embedded MiniLM with a 2-label head (deterministic head init) and its tokenizer."""
-    from heterolora.api import prepare
     from heterolora.config import AllocationConfig
+    from heterolora.planner import prepare
     from heterolora.samples import builtin_sample
 
     loaded, batches = prepare("minilm", builtin_sample(), AllocationConfig(num_batches=4), device="cpu")

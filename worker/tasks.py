@@ -1,4 +1,4 @@
-"""The planning task: thin glue between Celery and service.execute (which imports torch).
+"""The planning task: thin glue between Celery and service.jobs.execute (which imports torch).
 
 Deliveries are counted in Redis (heterolora:deliveries:{id}): `open` goes up when a delivery
 starts and down when it ends in any way Python sees. A delivery that finds earlier ones still
@@ -13,21 +13,33 @@ import json
 from functools import lru_cache
 from typing import Any
 
+import redis
 from celery.exceptions import Ignore
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from celery.utils.log import get_task_logger
 
+from heterolora.caches import ModelCache
 from heterolora.errors import HeteroLoraError
-from heterolora.runner import JobCancelled, ModelCache, preload
 from heterolora.schemas import AllocateRequest
 from service import logs
-from service.artifacts import ArtifactStore
-from service.execute import TRANSIENT_ERRORS, isolate_working_directory, run_job
-from service.records import ANONYMOUS, TASK_ALLOCATE, JobError, JobRecord, deliveries_key, job_key, now, samples_key
-from service.stats import JobStats
-from service.store import RedisStore
-from worker.app import celery_app
-from worker.settings import get_worker_settings
+from service.jobs.artifacts import ArtifactStore
+from service.jobs.celery_app import celery_app
+from service.jobs.execute import TRANSIENT_ERRORS, isolate_working_directory, run_job
+from service.jobs.lease import Lease, Sweeper
+from service.jobs.metrics import JobStats
+from service.jobs.records import (
+    ANONYMOUS,
+    TASK_ALLOCATE,
+    JobError,
+    JobRecord,
+    deliveries_key,
+    job_key,
+    now,
+    samples_key,
+)
+from service.jobs.run import JobCancelled, preload
+from service.jobs.store import RedisStore
+from service.settings import get_worker_settings
 
 log = get_task_logger(__name__)
 
@@ -103,28 +115,55 @@ def allocate(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
     store = job_store()
     start_delivery(store, job_id, settings.max_redeliveries)
     try:
-        raw = store.get(job_key(job_id))
-        record = JobRecord.loads(raw) if raw else None
-        started_at = now()
-
-        def report(fraction: float, phase: str) -> None:
-            self.update_state(
-                state="PROGRESS", meta={"fraction": round(fraction, 4), "phase": phase, "started_at": started_at}
-            )
-
-        plan = run_job(
-            job_id,
-            load_request(store, payload),
-            cache=model_cache(),
-            settings=settings,
-            store=store,
-            report=report,
-            key_name=record.key_name if record else ANONYMOUS,
-            created_at=record.created_at if record else None,
-            artifacts=artifact_store(),
-        )
+        with Lease(store.client, job_id, settings.lease_ttl_s):  # renewed while the job runs
+            return run_allocate(self, job_id, payload, store)
     except JobCancelled:
         raise Ignore() from None  # the API already reports the job as cancelled
     finally:
         store.incr(deliveries_key(job_id), "open", -1)
+
+
+def run_allocate(task: Any, job_id: str, payload: dict[str, Any], store: RedisStore) -> dict[str, Any]:
+    """One delivery's work: the plan and when it started."""
+    raw = store.get(job_key(job_id))
+    record = JobRecord.loads(raw) if raw else None
+    started_at = now()
+
+    def report(fraction: float, phase: str) -> None:
+        task.update_state(
+            state="PROGRESS", meta={"fraction": round(fraction, 4), "phase": phase, "started_at": started_at}
+        )
+
+    plan = run_job(
+        job_id,
+        load_request(store, payload),
+        cache=model_cache(),
+        settings=get_worker_settings(),
+        store=store,
+        report=report,
+        key_name=record.key_name if record else ANONYMOUS,
+        created_at=record.created_at if record else None,
+        artifacts=artifact_store(),
+    )
     return {"plan": plan, "started_at": started_at}
+
+
+@worker_ready.connect
+def _start_sweeper(**_: Any) -> None:
+    """In the worker's main process: hand back the jobs of workers that died (service.jobs.lease),
+    first at once (a restarted worker finds its own lapsed job), then every third of the TTL."""
+    global _sweeper
+    settings = get_worker_settings()
+    client = redis.Redis.from_url(
+        settings.redis_url or "", decode_responses=True, socket_timeout=5.0, socket_connect_timeout=5.0
+    )
+    _sweeper = Sweeper(client, celery_app, settings.lease_ttl_s / 3).start()
+
+
+@worker_shutdown.connect
+def _stop_sweeper(**_: Any) -> None:
+    if _sweeper is not None:
+        _sweeper.stop()
+
+
+_sweeper: Sweeper | None = None

@@ -69,9 +69,9 @@ def child(args: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(1)
     import peft  # noqa: F401  (every variant pays the same imports)
 
-    from heterolora.api import prepare
     from heterolora.config import AllocationConfig
     from heterolora.engine import compute_plan
+    from heterolora.planner import prepare
     from heterolora.proxies.context import batch_loss
     from heterolora.samples import read_samples
 

@@ -70,7 +70,7 @@ def load(spec: Spec) -> Workload:
 
 
 def _minilm(spec: Spec) -> Workload:
-    from heterolora.api import prepare
+    from heterolora.planner import prepare
 
     rows = sample_rows(spec.data)
     loaded, _ = prepare("minilm", rows[:8], spec.config(num_batches=1), device="cpu")

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from heterolora.runner import ModelCache, run_request
+from heterolora.caches import ModelCache
 from heterolora.samples import builtin_sample
 from heterolora.schemas import AllocateRequest
+from service.jobs.run import run_request
 
 pytestmark = [
     pytest.mark.gpu,

@@ -65,7 +65,7 @@ def test_streamed_gradient_init_on_cuda_in_bf16() -> None:
     from safetensors.torch import load
 
     from heterolora.apply import apply_plan
-    from heterolora.init_format import adapter_key
+    from heterolora.init.format import adapter_key
 
     model, batches = _model(torch.bfloat16), _batches()
     config = AllocationConfig(task="causal-lm", scoring="stream", init="gradient", rank_set=[2, 4, 8])

@@ -60,6 +60,21 @@ def test_cli_plan_on_server_logs_to_the_run_in_mlflow_run_id(
     assert job_id in text  # the search itself can find what is there
 
 
+def test_a_store_that_fails_is_one_error_line_and_the_plan_is_still_written_and_printed(
+    embedded_api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/a-file/mlflow.db")
+    monkeypatch.setenv("HETEROLORA_API_KEY", API_KEY)
+    res = CliRunner().invoke(main, ["plan", *CLI_OPTIONS, "--server", embedded_api.url, "--mlflow", "--out", "p.json"])
+    assert res.exit_code == 1
+    errors = [line for line in res.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "the plan was not logged to MLflow" in errors[0], res.stderr
+    assert "Traceback" not in res.output and API_KEY not in res.output
+    assert "budget trainable_params: used" in res.stdout  # printed
+    assert Plan.load("p.json").budget.limit == BUDGET  # written, with its init file
+
+
 def test_sdk_plan_then_log_plan_records_the_job(embedded_api: Api, tmp_path: Path) -> None:
     with Client(embedded_api.url, api_key=API_KEY) as client:
         plan = client.plan("minilm", builtin_sample(), {"trainable_params": BUDGET}, **OPTIONS)

@@ -5,6 +5,7 @@
 - /healthz turns red when the request thread pool is wedged.
 - SIGTERM ends the API within its grace period even while a request is stuck in a thread.
 - Without keys, the app refuses a reachable address whatever server runs it.
+- Sending a job fails fast while Redis is away, and works again when it is back.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ import httpx
 import pytest
 import uvicorn
 
-from devtools.stack import Api, Stack, env_for, free_port, start_stack, stop_stack, wait_until
-from service.main import create_app
-from service.probes import EXIT_AFTER_GRACE
+from devtools.stack import Api, RedisServer, Stack, env_for, free_port, start_stack, stop_stack, wait_until
+from service.api.app import create_app
+from service.api.probes import EXIT_AFTER_GRACE
+from service.jobs.celery_queue import BROKER_ERRORS, CeleryJobQueue
+from service.jobs.records import QUEUE_GPU, TASK_ALLOCATE
 from service.settings import Settings, get_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -153,7 +156,7 @@ def _get_quietly(url: str) -> None:
 
 
 def test_plain_uvicorn_without_keys_refuses_a_reachable_address(tmp_path: Path) -> None:
-    """`uvicorn service.main:app --host 0.0.0.0` without keys (the guard used to live only in
+    """`uvicorn service.api.app:app --host 0.0.0.0` without keys (the guard used to live only in
     `heterolora serve`): the app stops the process by itself. With HETEROLORA_AUTH=disabled it
     serves, and says so in its log."""
     env = env_for(None, tmp_path, HETEROLORA_API_KEYS=None)
@@ -175,5 +178,25 @@ def test_plain_uvicorn_without_keys_refuses_a_reachable_address(tmp_path: Path) 
 
 class OpenApi(Api):
     def command(self) -> list[str]:
-        serve = ["service.main:app", "--host", "0.0.0.0", "--port", str(self.port), "--log-level", "warning"]
+        serve = ["service.api.app:app", "--host", "0.0.0.0", "--port", str(self.port), "--log-level", "warning"]
         return [sys.executable, "-m", "uvicorn", *serve]
+
+
+def test_sending_a_job_with_redis_away_fails_fast_and_recovers(tmp_path: Path) -> None:
+    """A broker connection already open (a cancel used it), then Redis goes away: the send used
+    to subscribe to the task's result channel first, retry that for about 20 s in the request
+    thread and fail with a RuntimeError (a 500), "The Celery application must be restarted"."""
+    server = RedisServer(tmp_path).start()
+    queue = CeleryJobQueue(server.url, Settings(redis_url=server.url))
+    try:
+        queue._revoke("earlier")  # DELETE /jobs/{id}: opens the broker connection
+        server.stop()
+        started = time.monotonic()
+        with pytest.raises(BROKER_ERRORS):
+            queue.celery.send_task(TASK_ALLOCATE, args=[{}], task_id="during", queue=QUEUE_GPU)
+        assert time.monotonic() - started < 5
+        server.start()  # same port: sending works again without a restart
+        queue.celery.send_task(TASK_ALLOCATE, args=[{}], task_id="after", queue=QUEUE_GPU)
+    finally:
+        queue.close()
+        server.stop()

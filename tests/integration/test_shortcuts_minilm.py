@@ -10,11 +10,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from heterolora.api import prepare
 from heterolora.apply import apply_plan, load_adapted, save_adapted
 from heterolora.cli import main
 from heterolora.config import SHORTCUT_TYPES, AllocationConfig
 from heterolora.engine import compute_plan
+from heterolora.planner import prepare
 from heterolora.samples import builtin_sample
 from heterolora.search_space import head_modules
 from heterolora.shortcuts import LowRankShortcut, find_layout, remove_shortcuts, shortcut_candidates

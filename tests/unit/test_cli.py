@@ -107,7 +107,7 @@ def test_every_config_field_is_a_plan_option_with_its_default_and_help() -> None
 
 
 def test_no_arguments_means_the_library_defaults(monkeypatch) -> None:
-    import heterolora.api
+    import heterolora.planner
     from heterolora.config import AllocationConfig
 
     seen = []
@@ -116,7 +116,7 @@ def test_no_arguments_means_the_library_defaults(monkeypatch) -> None:
         seen.append((model, samples, config))
         raise SystemExit(0)  # stop before printing: only the call is under test
 
-    monkeypatch.setattr(heterolora.api, "plan", record)
+    monkeypatch.setattr(heterolora.planner, "plan", record)
     CliRunner().invoke(main, ["plan"])
     assert seen == [("minilm", None, AllocationConfig())]
 

@@ -9,7 +9,7 @@ from test_client import PLAN as ZERO_INIT_PLAN  # the same plan without init
 
 from heterolora.client import Client
 from heterolora.errors import PlanError
-from heterolora.init_format import sha256_hex
+from heterolora.init.format import sha256_hex
 
 FILE = b"safetensors bytes standing in for A and B"
 PLAN = {

@@ -59,8 +59,8 @@ def test_string_labels_infer_the_number_of_classes() -> None:
 def test_long_inputs_are_cut_at_the_models_position_table(minilm) -> None:
     from conftest import tiny_model
 
-    from heterolora.api import prepare
     from heterolora.loading import LoadedModel
+    from heterolora.planner import prepare
 
     tiny = LoadedModel(tiny_model("bert"), minilm[0].tokenizer, "tiny", None)  # 64 positions
     rows = [{"text": "word " * 300, "label": i % 2} for i in range(4)]

@@ -16,8 +16,8 @@ from heterolora.apply import apply_plan, load_adapted, save_adapted
 from heterolora.config import AllocationConfig
 from heterolora.engine import compute_plan
 from heterolora.errors import PlanError
-from heterolora.init_apply import LearningRateWarning, check_optimizer
-from heterolora.init_format import adapter_key
+from heterolora.init.apply import LearningRateWarning, check_optimizer
+from heterolora.init.format import adapter_key
 from heterolora.plans import Plan
 from heterolora.proxies.context import ProxyContext
 from heterolora.search_space import discover

@@ -12,9 +12,9 @@ from safetensors.torch import load
 from heterolora.apply import apply_plan
 from heterolora.config import AllocationConfig
 from heterolora.engine import compute_plan
-from heterolora.gradient_init import init_for_ranks
-from heterolora.init_apply import apply_init_artifact
-from heterolora.init_format import adapter_key
+from heterolora.init.apply import apply_init_artifact
+from heterolora.init.build import init_for_ranks
+from heterolora.init.format import adapter_key
 from heterolora.proxies.context import ProxyContext
 from heterolora.search_space import discover
 

@@ -17,6 +17,7 @@ from heterolora.integrations.summary import fingerprint_hash, plan_summary, rank
 from heterolora.plans import Plan
 
 mlflow = pytest.importorskip("mlflow")
+import heterolora.integrations.mlflow as tracking  # noqa: E402
 from heterolora.integrations.mlflow import load_plan, log_plan, parse_run_ref  # noqa: E402
 
 pytest_plugins = ("mlflow_store",)  # fixture: mlflow_uri (a real sqlite store)
@@ -89,7 +90,9 @@ def test_a_run_holds_one_plan(init_plan: Plan) -> None:
         log_plan(other, run_id=run_id)
 
 
-def test_load_plan_refuses_a_run_without_a_plan_and_a_tampered_init(init_plan: Plan) -> None:
+def test_load_plan_refuses_a_run_without_a_plan_and_a_tampered_init(
+    init_plan: Plan, monkeypatch: pytest.MonkeyPatch
+) -> None:
     client = mlflow.MlflowClient()
     empty = client.create_run("0").info.run_id
     with pytest.raises(TrackingError, match=r"holds no heterolora/plan\.json") as err:
@@ -108,8 +111,15 @@ def test_load_plan_refuses_a_run_without_a_plan_and_a_tampered_init(init_plan: P
     with pytest.raises(PlanError) as err:
         load_plan(run_id)
     assert err.value.field == "init.sha256"
+    tensors.write_bytes(original + b"!")  # refused by its listed size, before any download
+    with pytest.raises(PlanError, match="bytes, the plan says") as err:
+        load_plan(run_id)
+    assert err.value.field == "init.size"
     tensors.unlink()
     with pytest.raises(PlanError, match="missing"):
+        load_plan(run_id)
+    with monkeypatch.context() as mp, pytest.raises(PlanError, match="bytes, over 100"):
+        mp.setattr(tracking, "MAX_PLAN_BYTES", 100)
         load_plan(run_id)
     (stored / "plan.json").write_text('{"schema_version": "1.2"}')
     with pytest.raises(PlanError, match="not a valid plan"):
@@ -129,6 +139,14 @@ def test_an_unusable_store_is_one_tracking_error(init_plan: Plan, tmp_path: Path
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/a-file/mlflow.db")
     with pytest.raises(TrackingError, match="cannot log the plan to MLflow at sqlite:///"):
         log_plan(init_plan)
+
+
+def test_a_store_error_names_the_store_without_its_password(init_plan: Plan, monkeypatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://ci:s3cret-pw@127.0.0.1:9")  # nothing listens on port 9
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with pytest.raises(TrackingError, match=r"MLflow at http://\*\*\*@127\.0\.0\.1:9: ") as err:
+        log_plan(init_plan)
+    assert "s3cret-pw" not in str(err.value)
 
 
 def test_without_mlflow_the_import_names_the_extra() -> None:

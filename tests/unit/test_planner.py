@@ -14,9 +14,9 @@ from heterolora.caches import ModelCache
 from heterolora.cli import main
 from heterolora.config import AllocationConfig
 from heterolora.plans import Plan
-from heterolora.runner import run_request
 from heterolora.samples import builtin_sample
 from heterolora.schemas import AllocateRequest
+from service.jobs.run import run_request
 
 OPTIONS = {"budget": {"trainable_params": 60_000}, "num_batches": 2, "proxy": "snip", "seed": 3}
 

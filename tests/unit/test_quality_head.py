@@ -58,7 +58,7 @@ def test_init_arms_build_their_init_for_the_rate_they_train_at() -> None:
     import warnings
 
     from benchmarks.quality.arms import ArmSpec, build_arm
-    from heterolora.init_apply import LearningRateWarning
+    from heterolora.init.apply import LearningRateWarning
 
     for name in ("heterolora_init", "uniform_all_init"):
         with warnings.catch_warnings():

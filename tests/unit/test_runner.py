@@ -1,12 +1,13 @@
-"""heterolora.runner: the LRU model cache, and a cached second run giving the same plan."""
+"""service.jobs.run and heterolora.caches: the LRU model cache, and a cached second run giving the same plan."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from heterolora.runner import ModelCache, run_request
+from heterolora.caches import ModelCache
 from heterolora.samples import builtin_sample
 from heterolora.schemas import AllocateRequest
+from service.jobs.run import run_request
 
 
 def test_lru_order_and_counts() -> None:
@@ -57,7 +58,7 @@ def test_a_new_budget_reuses_the_scores() -> None:
 
 
 def test_preload_makes_the_first_job_a_cache_hit() -> None:
-    from heterolora.runner import preload
+    from service.jobs.run import preload
 
     cache = ModelCache(size=2)
     preload(cache, ["minilm"], device="cpu")

@@ -1,5 +1,5 @@
 """The plan's training section (heterolora/training.py), make_optimizer, the data-chosen init step
-(heterolora/init_step.py) and the new options' validation."""
+(heterolora/init/step.py) and the new options' validation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from conftest import random_batches, tiny_model
 
 from heterolora import AllocationConfig, apply_plan, compute_plan
-from heterolora.init_step import candidate_steps
+from heterolora.init.step import candidate_steps
 from heterolora.plans import SCHEMA_VERSION, Plan
 from heterolora.training import TrainingInfo, make_optimizer
 
@@ -85,7 +85,7 @@ def test_init_step_is_chosen_from_data_and_deterministic() -> None:
 def test_line_search_keeps_the_lowest_loss_below_the_base(monkeypatch: pytest.MonkeyPatch) -> None:
     """On a loss that is a parabola in the step with its minimum at 0.3, the search keeps the
     candidate nearest 0.3; when every step raises the loss it keeps 0."""
-    import heterolora.init_step as init_step
+    import heterolora.init.step as init_step
 
     model = torch.nn.Linear(2, 2)
     site_delta = {"value": 0.3}
@@ -116,8 +116,8 @@ def test_line_search_keeps_the_lowest_loss_below_the_base(monkeypatch: pytest.Mo
 )
 def test_bad_training_options_get_a_422_naming_the_field(field: str, value: object) -> None:
     from fastapi.testclient import TestClient
-
     from service.main import create_app
+
     from service.settings import Settings, get_settings
 
     key = "k" * 16
