@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from heterolora.init.apply import check_optimizer as check_optimizer
     from heterolora.init.build import init_for_ranks as init_for_ranks
     from heterolora.loading import load_model as load_model
+    from heterolora.optim import make_optimizer as make_optimizer
     from heterolora.planner import plan as plan
-    from heterolora.training import make_optimizer as make_optimizer
 
 _deprecated.install()  # old import paths still work for one release, with a warning
 
@@ -37,7 +37,7 @@ _LAZY = {
     "LearningRateWarning": "heterolora.init.apply",
     "init_for_ranks": "heterolora.init.build",
     "load_model": "heterolora.loading",
-    "make_optimizer": "heterolora.training",
+    "make_optimizer": "heterolora.optim",
 }
 
 

@@ -1,25 +1,17 @@
 """The plan's training section: the recipe the plan's evidence was measured with (docs/quality.md),
-so a user gets it by default, and `make_optimizer`, which builds it. Import-light: torch and peft
-load only in `make_optimizer`.
-
-The optimizer is PEFT's LoRA+ (`peft.optimizers.create_loraplus_optimizer`): AdamW at
-`learning_rate` for the A matrices (and the head's weights), `lora_plus_ratio` times that for the
-B matrices (and, as PEFT groups them, every 1-D parameter such as biases). Ratio 1 is plain AdamW.
+so a user gets it by default; `heterolora.optim.make_optimizer` builds it. Import-light (pydantic).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from heterolora.config import MAX_LORA_PLUS_RATIO
 
 if TYPE_CHECKING:
-    import torch
-
     from heterolora.config import AllocationConfig
-    from heterolora.plans import Plan
 
 DEFAULT_TRAINING_RATE = 1e-3  # the rate every static family picked on the MRPC hold-out (docs/quality.md)
 DEFAULT_WEIGHT_DECAY = 0.01
@@ -73,29 +65,4 @@ def training_section(config: AllocationConfig, init_step: float | None) -> Train
         init_step=init_step if gora else None,
         init_step_rule=config.init_step if gora else None,
         head_warmup_steps=config.head_warmup_steps,
-    )
-
-
-def make_optimizer(model: Any, plan: Plan | None = None, **overrides: Any) -> torch.optim.Optimizer:
-    """The optimizer the plan's training section describes, for a model `apply_plan` returned
-    (`plan` defaults to the one it carries): PEFT's LoRA+ AdamW. `overrides` replace fields of the
-    section (learning_rate, lora_plus_ratio, weight_decay). With the HF Trainer:
-    `Trainer(..., optimizers=(make_optimizer(model), None))`."""
-    import torch
-    from peft.optimizers import create_loraplus_optimizer
-
-    from heterolora.errors import PlanError
-    from heterolora.plans import PLAN_ATTR
-
-    plan = plan if plan is not None else getattr(model, PLAN_ATTR, None)
-    if plan is None:
-        raise PlanError("make_optimizer needs the plan: pass it, or a model returned by apply_plan")
-    base = plan.training or TrainingInfo(learning_rate=plan.recommended_learning_rate or DEFAULT_TRAINING_RATE)
-    section = TrainingInfo.model_validate(base.model_dump() | overrides)
-    return create_loraplus_optimizer(
-        model,
-        torch.optim.AdamW,
-        lr=section.learning_rate,
-        loraplus_lr_ratio=section.lora_plus_ratio,
-        loraplus_weight_decay=section.weight_decay,
     )

@@ -25,7 +25,7 @@ from heterolora.apply import apply_plan
 from heterolora.budget import resolve_limit
 from heterolora.config import PROXY_NAMES, AllocationConfig
 from heterolora.engine import compute_plan
-from heterolora.init.build import init_for_plan
+from heterolora.init.step import init_for_plan
 from heterolora.plans import Plan, build_peft_kwargs
 from heterolora.scoring import warmed_up_head
 from heterolora.search_space import discover

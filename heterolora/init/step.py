@@ -10,12 +10,22 @@ Forward passes only, in eval mode (no dropout): deterministic for given batches 
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 from torch import nn
 
-from heterolora.init.build import GradientSource, InitArtifact, InitSite, build_init
-from heterolora.init.format import adapter_key, sha256_hex
+from heterolora.init.build import (
+    GradientSource,
+    InitArtifact,
+    InitSite,
+    attach_init,
+    build_init,
+    gradient_pass,
+    plan_sites,
+)
+from heterolora.init.format import DEFAULT_INIT_VARIANT, DEFAULT_LEARNING_RATE, InitVariant, adapter_key, sha256_hex
+from heterolora.plans import Plan
 from heterolora.proxies.context import batch_loss
 from heterolora.search_space import discover
 
@@ -93,3 +103,34 @@ def chosen_step_init(
     unit = build_init(source, sites, variant="gora", seed=seed, learning_rate=1.0)
     step = line_search(model, batch, unit, sites)
     return (scaled(unit, step, learning_rate) if step > 0 else None), step
+
+
+def init_for_plan(
+    model: nn.Module,
+    batches: list[dict[str, torch.Tensor]],
+    plan: Plan,
+    *,
+    variant: InitVariant = DEFAULT_INIT_VARIANT,
+    learning_rate: float | None = None,
+    seed: int | None = None,
+    init_step: str = "learning_rate",
+) -> Plan:
+    """`plan` with a gradient init added, from one gradient pass over `batches`; `init_step`
+    "line_search" chooses the gora step on the last batch (see chosen_step_init)."""
+    t0 = time.perf_counter()
+    seed = plan.seed if seed is None else seed
+    sites = plan_sites(plan)
+    rate = learning_rate or DEFAULT_LEARNING_RATE[variant]
+    if variant == "gora" and init_step == "line_search":
+        source = gradient_pass(model, batches, sites, seed)
+        artifact, step = chosen_step_init(model, source, sites, batches[-1], seed=seed, learning_rate=rate)
+    else:
+        source = gradient_pass(model, batches, sites, seed)
+        artifact = build_init(source, sites, variant=variant, seed=seed, learning_rate=rate)
+        step, init_step = (rate, "learning_rate") if variant == "gora" else (None, None)  # type: ignore[assignment]
+    out = attach_init(plan, artifact) if artifact is not None else plan.model_copy()
+    if plan.training is not None:
+        update = {"init": "gradient", "init_step": step, "init_step_rule": init_step, "learning_rate": rate}
+        out.training = plan.training.model_copy(update=update)
+    out.timings = {**plan.timings, "init_s": round(time.perf_counter() - t0, 4)}
+    return out

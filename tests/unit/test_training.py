@@ -11,8 +11,9 @@ from conftest import random_batches, tiny_model
 
 from heterolora import AllocationConfig, apply_plan, compute_plan
 from heterolora.init.step import candidate_steps
+from heterolora.optim import make_optimizer
 from heterolora.plans import SCHEMA_VERSION, Plan
-from heterolora.training import TrainingInfo, make_optimizer
+from heterolora.training import TrainingInfo
 
 BUDGET = {"like": {"r": 2}}
 
