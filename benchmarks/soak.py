@@ -129,7 +129,8 @@ def act(shared: Shared, http: httpx.Client, rng: random.Random) -> None:
             seed, init = shared.next_seed(), action == "new" and rng.random() < 0.3
         params = {"wait": 5} if action == "wait" else {}
         new = body(shared.stack, seed, init)
-        r = request(shared, http, "POST /allocate", "POST", "/allocate", json=new, params=params)
+        route = "POST /allocate?wait=5" if params else "POST /allocate"
+        r = request(shared, http, route, "POST", "/allocate", json=new, params=params)
         if r is not None and r.status_code in (200, 202) and action != "repeat":
             job_id = r.json()["job_id"]
             with shared.lock:
@@ -322,9 +323,12 @@ def main() -> None:
         stack = start_stack(folder, folder / "models", persist=True, **SETTINGS)
         try:
             assert stack.api.proc is not None and stack.worker is not None
-            with stack.api.client() as http:  # warm: the worker has loaded the model once
-                first = http.post("/allocate", params={"wait": 60}, json=body(stack, 0)).json()
+            with stack.api.client() as http:  # warm: the worker loaded the model, the API drew a heatmap
+                first = http.post("/allocate", params={"wait": 60}, json=body(stack, 0, init=True)).json()
                 assert first["status"] == "succeeded", first
+                for path in ("heatmap.png", "adapter.safetensors"):
+                    http.get(f"/jobs/{first['job_id']}/{path}").raise_for_status()
+                http.get("/metrics").raise_for_status()
             start_api, start_worker_mb = rss_mb([stack.api.proc.pid]), rss_mb(group_pids(stack.worker.pid))
             now = time.monotonic()
             shared = Shared(stack, start=now, deadline=now + 60 * args.minutes)
