@@ -13,17 +13,17 @@ EXIT_CODE = 137  # what a process killed for memory reports
 
 
 def main() -> None:
-    import service.execute  # the module the task calls run_request through
+    import service.jobs.execute  # the module the task calls run_request through
     from heterolora.cli import main as cli
 
-    real = service.execute.run_request
+    real = service.jobs.execute.run_request
 
     def run_request(request: Any, **kwargs: Any) -> Any:
         if request.model_id == CRASH_MODEL:
             os._exit(EXIT_CODE)
         return real(request, **kwargs)
 
-    service.execute.run_request = run_request  # set before the pool forks: every child has it
+    service.jobs.execute.run_request = run_request  # set before the pool forks: every child has it
     cli(["worker", *sys.argv[1:]])
 
 

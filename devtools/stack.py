@@ -189,7 +189,7 @@ def wait_job(http: httpx.Client, job_id: str, timeout: float = JOB_TIMEOUT_S, un
 
 def deliveries(redis_url: str, job_id: str) -> dict[str, int]:
     """The worker's delivery count for a job, read from Redis: {"started": n, "open": m}."""
-    from service.records import deliveries_key
+    from service.jobs.records import deliveries_key
 
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 
-from service.main import create_app
+from service.api.app import create_app
 
 NEVER = threading.Event()
 app = create_app()

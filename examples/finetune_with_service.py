@@ -47,7 +47,7 @@ def in_process_service() -> Iterator[str]:
     port, in a thread of this process. Yields its URL; stops it on exit."""
     import uvicorn
 
-    from service.main import app
+    from service.api.app import app
     from service.settings import Settings, get_settings
 
     settings = Settings(redis_url=None, api_keys=[])  # loopback only: no key needed

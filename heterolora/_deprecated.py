@@ -29,7 +29,30 @@ MOVED_MODULES: dict[str, str] = {
     "heterolora.init_apply": "heterolora.init.apply",
     "heterolora.init_format": "heterolora.init.format",
     # The job's planning call moved to the service; this alias resolves only where it is installed.
-    "heterolora.runner": "service.run",
+    "heterolora.runner": "service.jobs.run",
+    # The service in two rooms: service/api (HTTP) and service/jobs (job machinery).
+    "service.main": "service.api.app",
+    "service.deps": "service.api.deps",
+    "service.exposure": "service.api.exposure",
+    "service.metrics": "service.api.metrics",
+    "service.middleware": "service.api.middleware",
+    "service.policy": "service.api.policy",
+    "service.probes": "service.api.probes",
+    "service.routes": "service.api.routes",
+    "service.routes.allocate": "service.api.routes.allocate",
+    "service.routes.artifacts": "service.api.routes.artifacts",
+    "service.routes.health": "service.api.routes.health",
+    "service.routes.jobs": "service.api.routes.jobs",
+    "service.artifacts": "service.jobs.artifacts",
+    "service.celery_queue": "service.jobs.celery_queue",
+    "service.embedded": "service.jobs.embedded",
+    "service.execute": "service.jobs.execute",
+    "service.records": "service.jobs.records",
+    "service.run": "service.jobs.run",
+    "service.stats": "service.jobs.metrics",
+    "service.store": "service.jobs.store",
+    "worker.lease": "service.jobs.lease",
+    "worker.settings": "service.settings",
 }
 
 MOVED_NAMES: dict[str, dict[str, str]] = {
@@ -49,6 +72,8 @@ MOVED_NAMES: dict[str, dict[str, str]] = {
         "check_family_budgets": "heterolora.budget",
     },
     "heterolora.dynamic.selection": {"check_budget": "heterolora.dynamic.selection:check_active_budget"},
+    # service/jobs.py became the package service/jobs/; its names live in service/jobs/queue.py.
+    "service.jobs": {n: "service.jobs.queue" for n in ("Caller", "JobQueue", "Limits", "internal_error")},
 }
 
 

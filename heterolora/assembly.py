@@ -56,6 +56,7 @@ def assemble_plan(
     labels: list[int | str] | None,
     timings: dict[str, float],
     init: InitArtifact | None = None,
+    world_size: int = 1,
 ) -> Plan:
     used = sum(m.params for m in modules)
     extra: dict[str, Any] = {"init": init.info} if init is not None else {}
@@ -76,7 +77,8 @@ def assemble_plan(
         modules_to_save=head_modules(model),
         settings=config.model_dump(exclude={"task", "proxy", "seed", "budget"})
         | {"batches": scored.batches, "scoring_mode": scored.scoring, "scoring_passes": scored.passes}
-        | {"weights_dtype": str(next(model.parameters()).dtype).removeprefix("torch.")},
+        | {"weights_dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
+        | {"world_size": world_size},  # processes that planned together (heterolora/distributed.py)
         labels=labels or None,
         shortcuts=shortcut_section(model, config, len(scored.shortcut_sites)) if scored.shortcut_sites else None,
         timings=timings,

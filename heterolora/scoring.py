@@ -16,6 +16,7 @@ from torch import nn
 
 from heterolora.budget import scoring_ranks
 from heterolora.config import AllocationConfig
+from heterolora.distributed import Group
 from heterolora.errors import DataError
 from heterolora.init.build import GradientSource, scoring_source
 from heterolora.proxies import get_proxy
@@ -90,8 +91,10 @@ def score_sites(
     config: AllocationConfig,
     progress: Progress,
     space: SearchSpace | None = None,
+    group: Group | None = None,
 ) -> SiteScores:
-    """Run the configured proxy over every candidate site (and shortcut site)."""
+    """Run the configured proxy over every candidate site (and shortcut site). With a process
+    `group`, a shardable proxy scores this rank's share of `batches` and sums over the ranks."""
     spec = get_proxy(config.proxy)
     if spec.needs_data and not batches:
         raise DataError("no scoring batches", field="samples")
@@ -101,9 +104,10 @@ def score_sites(
     sites, sc_sites = space.sites, space.shortcut_sites
     ranks = scoring_ranks(config)
     start = time.perf_counter()
+    shard = group if group is not None and spec.shardable else None
     ctx = ProxyContext(
         model=model,
-        batches=batches,
+        batches=shard.shard(batches) if shard else batches,
         candidates=sites + sc_sites,
         ranks=ranks,
         seed=config.seed,
@@ -113,6 +117,8 @@ def score_sites(
         memory_cap_bytes=config.scoring_memory_mb << 20,
         checkpointing=config.gradient_checkpointing,
         oversampling=config.sketch_oversampling,
+        reduce=shard.sum_ if shard else None,
+        total_batches=len(batches),
     )
     # Shortcut sites exist only while scoring, as zero probes (see heterolora/shortcuts/modules.py).
     with warmed_up_head(model, batches, config.head_warmup_steps, config.seed), scoring_probes(model, sc_sites):

@@ -8,7 +8,7 @@
      ├── TooManyRequests     429   queue full or per-key rate limit (with Retry-After)
      └── Unavailable         503   Redis or workers unreachable (with Retry-After)
     heterolora.errors.*            the status of their code in heterolora.error_codes
-    (bodies over the size cap get 413 from service.middleware, before parsing)
+    (bodies over the size cap get 413 from service.api.middleware, before parsing)
 Codes and their statuses are defined once, in heterolora.error_codes.
 """
 

@@ -151,3 +151,9 @@ class WorkerSettings(CommonSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+@lru_cache
+def get_worker_settings() -> WorkerSettings:
+    """The worker's settings, read once per process."""
+    return WorkerSettings()

@@ -1,4 +1,4 @@
-"""The planning task: thin glue between Celery and service.execute (which imports torch).
+"""The planning task: thin glue between Celery and service.jobs.execute (which imports torch).
 
 Deliveries are counted in Redis (heterolora:deliveries:{id}): `open` goes up when a delivery
 starts and down when it ends in any way Python sees. A delivery that finds earlier ones still
@@ -22,15 +22,24 @@ from heterolora.caches import ModelCache
 from heterolora.errors import HeteroLoraError
 from heterolora.schemas import AllocateRequest
 from service import logs
-from service.artifacts import ArtifactStore
-from service.execute import TRANSIENT_ERRORS, isolate_working_directory, run_job
-from service.records import ANONYMOUS, TASK_ALLOCATE, JobError, JobRecord, deliveries_key, job_key, now, samples_key
-from service.run import JobCancelled, preload
-from service.stats import JobStats
-from service.store import RedisStore
-from worker.app import celery_app
-from worker.lease import Lease, Sweeper
-from worker.settings import get_worker_settings
+from service.jobs.artifacts import ArtifactStore
+from service.jobs.celery_app import celery_app
+from service.jobs.execute import TRANSIENT_ERRORS, isolate_working_directory, run_job
+from service.jobs.lease import Lease, Sweeper
+from service.jobs.metrics import JobStats
+from service.jobs.records import (
+    ANONYMOUS,
+    TASK_ALLOCATE,
+    JobError,
+    JobRecord,
+    deliveries_key,
+    job_key,
+    now,
+    samples_key,
+)
+from service.jobs.run import JobCancelled, preload
+from service.jobs.store import RedisStore
+from service.settings import get_worker_settings
 
 log = get_task_logger(__name__)
 
@@ -141,7 +150,7 @@ def run_allocate(task: Any, job_id: str, payload: dict[str, Any], store: RedisSt
 
 @worker_ready.connect
 def _start_sweeper(**_: Any) -> None:
-    """In the worker's main process: hand back the jobs of workers that died (worker.lease),
+    """In the worker's main process: hand back the jobs of workers that died (service.jobs.lease),
     first at once (a restarted worker finds its own lapsed job), then every third of the TTL."""
     global _sweeper
     settings = get_worker_settings()

@@ -68,7 +68,7 @@ def serve_cmd(host: str, port: int, workers: int, log_level: str) -> None:
         raise _settings_error(exc) from None
     if settings.embedded and workers > 1:
         raise click.UsageError("single-machine mode keeps jobs in memory: use --workers 1 or set HETEROLORA_REDIS_URL")
-    from service.exposure import Exposed, check_exposure
+    from service.api.exposure import Exposed, check_exposure
 
     try:
         warning = check_exposure(settings, host)
@@ -82,7 +82,7 @@ def serve_cmd(host: str, port: int, workers: int, log_level: str) -> None:
     # In-flight requests get half the grace; the app ends the process when the whole grace is up.
     graceful_s = settings.shutdown_grace_s / 2
     uvicorn.run(
-        "service.main:app",
+        "service.api.app:app",
         host=host,
         port=port,
         workers=workers,
@@ -100,7 +100,7 @@ def serve_cmd(host: str, port: int, workers: int, log_level: str) -> None:
 def worker_cmd(concurrency: int, queue: str, pool: str, hostname: str | None, loglevel: str) -> None:
     """Start a Celery worker that plans jobs from Redis (HETEROLORA_REDIS_URL)."""
     require_service_extra("worker")
-    from worker.settings import get_worker_settings
+    from service.settings import get_worker_settings
 
     try:
         settings = get_worker_settings()

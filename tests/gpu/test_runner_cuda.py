@@ -9,7 +9,7 @@ import torch
 from heterolora.caches import ModelCache
 from heterolora.samples import builtin_sample
 from heterolora.schemas import AllocateRequest
-from service.run import run_request
+from service.jobs.run import run_request
 
 pytestmark = [
     pytest.mark.gpu,

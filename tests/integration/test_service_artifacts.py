@@ -18,7 +18,7 @@ from heterolora.client import Client
 from heterolora.init.format import sha256_hex
 from heterolora.plans import Plan
 from heterolora.samples import builtin_sample
-from service.artifacts import ArtifactSettings, ArtifactStore, ArtifactTooLarge
+from service.jobs.artifacts import ArtifactSettings, ArtifactStore, ArtifactTooLarge
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ("stack_fixtures", "embedded_api")  # fixtures: stack, model_root, embedded_api

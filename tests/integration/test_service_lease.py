@@ -1,4 +1,4 @@
-"""Job leases with real parts (worker.lease): a real Redis; then a real API and Celery worker
+"""Job leases with real parts (service.jobs.lease): a real Redis; then a real API and Celery worker
 whose whole process group is killed with SIGKILL mid-job, with the default visibility timeout
 (two hours), so only the lease can bring the job back within the test."""
 
@@ -24,10 +24,10 @@ from devtools.stack import (
     wait_job,
 )
 from heterolora.samples import builtin_sample
-from service.records import RUNNING_KEY, lease_key
+from service.jobs.celery_app import make_celery
+from service.jobs.lease import Lease, sweep
+from service.jobs.records import RUNNING_KEY, lease_key
 from service.settings import WorkerSettings
-from worker.app import make_celery
-from worker.lease import Lease, sweep
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 pytest_plugins = ("stack_fixtures",)  # fixture: model_root

@@ -25,10 +25,10 @@ import pytest
 import uvicorn
 
 from devtools.stack import Api, RedisServer, Stack, env_for, free_port, start_stack, stop_stack, wait_until
-from service.celery_queue import BROKER_ERRORS, CeleryJobQueue
-from service.main import create_app
-from service.probes import EXIT_AFTER_GRACE
-from service.records import QUEUE_GPU, TASK_ALLOCATE
+from service.api.app import create_app
+from service.api.probes import EXIT_AFTER_GRACE
+from service.jobs.celery_queue import BROKER_ERRORS, CeleryJobQueue
+from service.jobs.records import QUEUE_GPU, TASK_ALLOCATE
 from service.settings import Settings, get_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -156,7 +156,7 @@ def _get_quietly(url: str) -> None:
 
 
 def test_plain_uvicorn_without_keys_refuses_a_reachable_address(tmp_path: Path) -> None:
-    """`uvicorn service.main:app --host 0.0.0.0` without keys (the guard used to live only in
+    """`uvicorn service.api.app:app --host 0.0.0.0` without keys (the guard used to live only in
     `heterolora serve`): the app stops the process by itself. With HETEROLORA_AUTH=disabled it
     serves, and says so in its log."""
     env = env_for(None, tmp_path, HETEROLORA_API_KEYS=None)
@@ -178,7 +178,7 @@ def test_plain_uvicorn_without_keys_refuses_a_reachable_address(tmp_path: Path) 
 
 class OpenApi(Api):
     def command(self) -> list[str]:
-        serve = ["service.main:app", "--host", "0.0.0.0", "--port", str(self.port), "--log-level", "warning"]
+        serve = ["service.api.app:app", "--host", "0.0.0.0", "--port", str(self.port), "--log-level", "warning"]
         return [sys.executable, "-m", "uvicorn", *serve]
 
 

@@ -57,7 +57,7 @@ def test_json_output_and_options(tmp_path) -> None:
     assert res.exit_code == 0, res.output
     plan = Plan.model_validate_json(res.stdout)
     assert {(m.type, m.layer) for m in plan.modules} == {(t, ly) for t in "qv" for ly in (4, 5)}
-    assert 19_000 <= plan.budget.used <= 20_000
+    assert 17_000 <= plan.budget.used <= 20_000  # within a few rank units (768 parameters each) of the limit
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,17 @@ def test_engine_imports_nothing_from_service_or_worker() -> None:
     assert offenders == []
 
 
+def test_service_imports_nothing_from_worker() -> None:
+    """worker/ imports service/, never the reverse: the Celery app lives with the job machinery."""
+    offenders = [
+        f"{path.relative_to(ROOT)}: {top}"
+        for path in (ROOT / "service").rglob("*.py")
+        for top in _imports(path)
+        if top == "worker"
+    ]
+    assert offenders == []
+
+
 def test_light_modules_do_not_import_torch() -> None:
     code = "import sys, heterolora, heterolora.plans, heterolora.config; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

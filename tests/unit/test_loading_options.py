@@ -63,7 +63,7 @@ def _request(folder, **over):
 
 def test_the_request_dtype_overrides_the_worker_default(bert_folder) -> None:
     from heterolora.caches import ModelCache
-    from service.run import run_request
+    from service.jobs.run import run_request
 
     cache = ModelCache(size=2)
     plan = run_request(_request(bert_folder, dtype="bfloat16"), cache=cache, dtype="float32", device="cpu")
@@ -87,7 +87,7 @@ def test_device_map_plans_like_one_device_and_is_cached_apart(bert_folder) -> No
     equal the single-device one; the placement is part of the cache key (a GPU split is checked by
     tests/gpu on a machine with several GPUs)."""
     from heterolora.caches import ModelCache
-    from service.run import run_request
+    from service.jobs.run import run_request
 
     cache = ModelCache(size=2)
     mapped = run_request(_request(bert_folder), cache=cache, device="cpu", device_map="auto")

@@ -16,7 +16,7 @@ from heterolora.config import AllocationConfig
 from heterolora.plans import Plan
 from heterolora.samples import builtin_sample
 from heterolora.schemas import AllocateRequest
-from service.run import run_request
+from service.jobs.run import run_request
 
 OPTIONS = {"budget": {"trainable_params": 60_000}, "num_batches": 2, "proxy": "snip", "seed": 3}
 

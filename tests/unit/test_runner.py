@@ -1,4 +1,4 @@
-"""service.run and heterolora.caches: the LRU model cache, and a cached second run giving the same plan."""
+"""service.jobs.run and heterolora.caches: the LRU model cache, and a cached second run giving the same plan."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from heterolora.caches import ModelCache
 from heterolora.samples import builtin_sample
 from heterolora.schemas import AllocateRequest
-from service.run import run_request
+from service.jobs.run import run_request
 
 
 def test_lru_order_and_counts() -> None:
@@ -58,7 +58,7 @@ def test_a_new_budget_reuses_the_scores() -> None:
 
 
 def test_preload_makes_the_first_job_a_cache_hit() -> None:
-    from service.run import preload
+    from service.jobs.run import preload
 
     cache = ModelCache(size=2)
     preload(cache, ["minilm"], device="cpu")

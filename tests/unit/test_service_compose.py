@@ -12,9 +12,8 @@ import pytest
 import yaml
 
 from heterolora.cli import main
-from service.artifacts import ArtifactSettings
-from service.settings import Settings
-from worker.settings import WorkerSettings
+from service.jobs.artifacts import ArtifactSettings
+from service.settings import Settings, WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -60,7 +59,7 @@ def test_commands_exist(name: str) -> None:
 
 
 def test_health_checks_use_real_routes_and_modules() -> None:
-    from service.main import app
+    from service.api.app import app
 
     routes = set(app.openapi()["paths"])
     api_check = " ".join(SERVICES["api"]["healthcheck"]["test"])

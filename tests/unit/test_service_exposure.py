@@ -7,8 +7,8 @@ import socket
 import pytest
 from fastapi.testclient import TestClient
 
-from service.exposure import Exposed, check_listening, listening_hosts
-from service.main import create_app
+from service.api.app import create_app
+from service.api.exposure import Exposed, check_listening, listening_hosts
 from service.settings import Settings, get_settings
 
 

@@ -10,9 +10,9 @@ import pytest
 
 from heterolora.schemas import AllocateRequest
 from service.errors import Conflict, JobNotFound, Unavailable
-from service.jobs import JobQueue
-from service.records import RunState, job_key
-from service.store import MemoryStore
+from service.jobs.queue import JobQueue
+from service.jobs.records import RunState, job_key
+from service.jobs.store import MemoryStore
 
 
 class ManualQueue(JobQueue):

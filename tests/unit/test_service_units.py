@@ -14,16 +14,15 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from heterolora.errors import BudgetError, ConfigError, ModelNotAllowedError
-from service.celery_queue import run_state
-from service.deps import require_api_key
+from service.api.deps import require_api_key
+from service.api.policy import check_model
 from service.errors import Unauthorized, _validation_body
-from service.jobs import Caller
-from service.policy import check_model
-from service.records import JobError
-from service.settings import Settings
-from service.store import MemoryStore, safe_url
-from worker.app import celery_config
-from worker.settings import WorkerSettings
+from service.jobs.celery_app import celery_config
+from service.jobs.celery_queue import run_state
+from service.jobs.queue import Caller
+from service.jobs.records import JobError
+from service.jobs.store import MemoryStore, safe_url
+from service.settings import Settings, WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "k" * 16
@@ -174,8 +173,8 @@ def test_service_never_imports_worker_tasks_or_torch() -> None:
     for path in (ROOT / "service").rglob("*.py"):
         assert not {"worker.tasks", "torch"} & _imports(path), path
     code = (
-        "import sys, service.main, service.celery_queue, worker.app;"
-        "print(sorted(m for m in ('torch', 'transformers', 'worker.tasks', 'service.run') if m in sys.modules))"
+        "import sys, service.api.app, service.jobs.celery_queue, worker.app;"
+        "print(sorted(m for m in ('torch', 'transformers', 'worker.tasks', 'service.jobs.run') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
@@ -193,7 +192,7 @@ def test_task_retries_only_transient_errors() -> None:
 def test_metrics_key_protects_metrics() -> None:
     from fastapi.testclient import TestClient
 
-    from service.main import create_app
+    from service.api.app import create_app
     from service.settings import get_settings
 
     app = create_app()
@@ -206,7 +205,7 @@ def test_metrics_key_protects_metrics() -> None:
 
 
 def test_error_messages_lose_server_paths_but_keep_the_clients() -> None:
-    from service.execute import scrub_paths
+    from service.jobs.execute import scrub_paths
 
     message = "cannot load model '/models/x': no file /models/x/config.json; cache at /root/.cache/hf/hub"
     assert scrub_paths(message, "/models/x") == (
@@ -235,7 +234,7 @@ def test_logs_are_json_lines_or_text(capsys: pytest.CaptureFixture[str]) -> None
 def test_job_stats_export_as_counters_and_cumulative_histograms() -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from service.stats import JobStats, StoreCollector
+    from service.jobs.metrics import JobStats, StoreCollector
 
     store = MemoryStore(ttl_s=60)
     stats = JobStats(store)
@@ -266,14 +265,3 @@ def test_every_code_the_service_sends_is_in_the_one_table() -> None:
     used |= set(HTTP_CODES.values())
     assert {"worker_lost", "queue_full", "rate_limited", "invalid_json"} <= used
     assert used <= set(ERROR_CODES), used - set(ERROR_CODES)
-
-
-def test_service_uses_the_worker_package_in_one_place() -> None:
-    """Shared names live in service.records and service.settings; the API only builds the Celery app
-    (and sweeps lapsed leases)."""
-    users = {
-        path.relative_to(ROOT).as_posix(): sorted(m for m in _imports(path) if m.split(".")[0] == "worker")
-        for path in (ROOT / "service").rglob("*.py")
-    }
-    expected = {"service/celery_queue.py": ["worker.app", "worker.lease"]}  # the lease sweep runs in the API too
-    assert {path: mods for path, mods in users.items() if mods} == expected

@@ -1,7 +1,7 @@
 """Running one job, the same way on a Celery worker (worker.tasks) and in the single-machine queue
-(service.embedded): the one progress-and-cancel callback, phase timing for metrics and logs,
+(service.jobs.embedded): the one progress-and-cancel callback, phase timing for metrics and logs,
 the soft time limit, and failures as JobError with a code from heterolora.error_codes.
-Imports torch (through service.run): the API process imports it only when a job runs."""
+Imports torch (through service.jobs.run): the API process imports it only when a job runs."""
 
 from __future__ import annotations
 
@@ -20,14 +20,14 @@ from celery.exceptions import SoftTimeLimitExceeded
 from heterolora.caches import ModelCache
 from heterolora.errors import HeteroLoraError
 from heterolora.schemas import AllocateRequest
-from service.artifacts import ArtifactStore, ArtifactTooLarge
 from service.errors import Unavailable
+from service.jobs.artifacts import ArtifactStore, ArtifactTooLarge
+from service.jobs.metrics import JobStats
+from service.jobs.records import JobError, cancel_key
+from service.jobs.run import JobCancelled, run_request
+from service.jobs.store import Store
 from service.logs import event
-from service.records import JobError, cancel_key
-from service.run import JobCancelled, run_request
 from service.settings import WorkerSettings
-from service.stats import JobStats
-from service.store import Store
 
 # Worth another delivery on the same input (Celery retries them); bad input never is.
 TRANSIENT_ERRORS = (ConnectionError, TimeoutError, redis.ConnectionError, redis.TimeoutError, Unavailable)

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from service.records import STATS_COUNTERS, seconds_key
-from service.store import Store
+from service.jobs.records import STATS_COUNTERS, seconds_key
+from service.jobs.store import Store
 
 PHASES = ("queue", "load", "score", "allocate", "total")
 BUCKETS_S = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)

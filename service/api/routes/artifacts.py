@@ -8,9 +8,9 @@ from fastapi import APIRouter, Header, Response
 
 from heterolora.init.format import sha256_hex
 from heterolora.schemas import ErrorBody
-from service.deps import CallerDep, JobQueueDep
+from service.api.deps import CallerDep, JobQueueDep
+from service.api.routes.jobs import JobId
 from service.errors import APIError, Conflict, Unavailable
-from service.routes.jobs import JobId
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 ERRORS = {status: {"model": ErrorBody} for status in (401, 404, 409, 503)}

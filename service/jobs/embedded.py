@@ -10,11 +10,11 @@ from dataclasses import asdict
 from typing import Any
 
 from heterolora.schemas import AllocateRequest
-from service.artifacts import ArtifactStore
-from service.jobs import JobQueue, Limits, internal_error
-from service.records import JobError, JobRecord, RunState, job_key, now
+from service.jobs.artifacts import ArtifactStore
+from service.jobs.queue import JobQueue, Limits, internal_error
+from service.jobs.records import JobError, JobRecord, RunState, job_key, now
+from service.jobs.store import MemoryStore
 from service.settings import Settings, WorkerSettings
-from service.store import MemoryStore
 
 
 class EmbeddedJobQueue(JobQueue):
@@ -61,8 +61,8 @@ class EmbeddedJobQueue(JobQueue):
         with self._lock:
             self._waiting -= 1
         from heterolora.caches import ModelCache  # torch: only once a job runs
-        from service.execute import isolate_working_directory, run_job
-        from service.run import JobCancelled
+        from service.jobs.execute import isolate_working_directory, run_job
+        from service.jobs.run import JobCancelled
 
         if self._cache is None:
             isolate_working_directory()  # the first job: nothing in this process needs the old one

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Response
 from fastapi import Path as PathParam
 
 from heterolora.schemas import ErrorBody, JobStatus
-from service.deps import CallerDep, JobQueueDep
+from service.api.deps import CallerDep, JobQueueDep
 from service.errors import Conflict
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from service.errors import Unauthorized
-from service.jobs import Caller, JobQueue
+from service.jobs.queue import Caller, JobQueue
 from service.settings import Settings, get_settings
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

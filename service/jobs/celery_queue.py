@@ -18,15 +18,15 @@ from celery.backends.redis import RedisBackend
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from heterolora.schemas import AllocateRequest
-from service.artifacts import ArtifactStore
 from service.errors import Unavailable
-from service.jobs import JobQueue, Limits, internal_error
+from service.jobs.artifacts import ArtifactStore
+from service.jobs.celery_app import make_celery
+from service.jobs.lease import Sweeper
+from service.jobs.queue import JobQueue, Limits, internal_error
+from service.jobs.records import QUEUE_GPU, TASK_ALLOCATE, JobError, JobRecord, RunState, job_payload, samples_key
+from service.jobs.store import RedisStore, safe_url
 from service.logs import event
-from service.records import QUEUE_GPU, TASK_ALLOCATE, JobError, JobRecord, RunState, job_payload, samples_key
 from service.settings import Settings, WorkerSettings
-from service.store import RedisStore, safe_url
-from worker.app import make_celery
-from worker.lease import Sweeper
 
 BROKER_ERRORS = (kombu.exceptions.OperationalError, redis.ConnectionError, redis.TimeoutError, ConnectionError)
 WORKER_PING_S = 1.0
@@ -82,7 +82,7 @@ class CeleryJobQueue(JobQueue):
         # broadcast with replies holds one connection while it asks for a second.
         self.celery.conf.broker_pool_limit = None
         self.artifacts = ArtifactStore.for_redis(redis_url, settings.result_ttl_s, settings.redis_timeout_s)
-        # Jobs whose worker died go back to the queue within about a lease (worker.lease).
+        # Jobs whose worker died go back to the queue within about a lease (service.jobs.lease).
         self.sweeper = Sweeper(self.store.client, self.celery, settings.lease_ttl_s / 3).start()
 
     def _unavailable(self, what: str) -> Unavailable:

@@ -1,5 +1,5 @@
 """Liveness and readiness probes (no auth: orchestrators call them). What each promises:
-service.probes and docs/service.md, "Health and probes"."""
+service.api.probes and docs/service.md, "Health and probes"."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from heterolora.schemas import ErrorBody
-from service.probes import liveness
+from service.api.probes import liveness
 
 router = APIRouter(tags=["health"])
 UNAVAILABLE = {503: {"model": ErrorBody}}

@@ -13,9 +13,9 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from heterolora.schemas import AllocateRequest, ErrorBody, JobStatus
-from service.deps import JobQueueDep, RateCheckedCallerDep, SettingsDep
-from service.jobs import Caller, JobQueue
-from service.policy import check_request
+from service.api.deps import JobQueueDep, RateCheckedCallerDep, SettingsDep
+from service.api.policy import check_request
+from service.jobs.queue import Caller, JobQueue
 from service.settings import Settings
 
 router = APIRouter(tags=["allocate"])

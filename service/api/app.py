@@ -1,4 +1,4 @@
-"""The FastAPI app: POST /allocate, /jobs/{id}, health probes, /metrics. `uvicorn service.main:app`."""
+"""The FastAPI app: POST /allocate, /jobs/{id}, health probes, /metrics. `uvicorn service.api.app:app`."""
 
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from heterolora import __version__
-from service import exposure, logs
+from service import logs
+from service.api import exposure
+from service.api.metrics import RequestMetrics
+from service.api.metrics import router as metrics_router
+from service.api.middleware import BodySizeLimit
+from service.api.probes import ReadinessProbe, install_shutdown_grace
+from service.api.routes import allocate, artifacts, health, jobs
 from service.errors import install_error_handlers
-from service.jobs import JobQueue
-from service.metrics import RequestMetrics
-from service.metrics import router as metrics_router
-from service.middleware import BodySizeLimit
-from service.probes import ReadinessProbe, install_shutdown_grace
-from service.routes import allocate, artifacts, health, jobs
+from service.jobs.queue import JobQueue
 from service.settings import Settings, get_settings
 
 DESCRIPTION = """Plan heterogeneous LoRA ranks with zero-cost proxies.
@@ -31,10 +32,10 @@ def current_settings(app: FastAPI) -> Settings:
 
 def build_queue(settings: Settings) -> JobQueue:
     if settings.redis_url:
-        from service.celery_queue import CeleryJobQueue
+        from service.jobs.celery_queue import CeleryJobQueue
 
         return CeleryJobQueue(settings.redis_url, settings)
-    from service.embedded import EmbeddedJobQueue
+    from service.jobs.embedded import EmbeddedJobQueue
 
     return EmbeddedJobQueue(settings)
 

@@ -24,7 +24,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from service.errors import Unavailable
-from service.records import artifact_key
+from service.jobs.records import artifact_key
 
 FILE_MARKER = b"file:"
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")

@@ -3,7 +3,7 @@ Celery queue and the embedded (in-process) queue differ only in how a job runs a
 
 Every job belongs to the caller that created it (its tenant, a hash of the API key): another
 key's job is a 404, and de-duplication and Idempotency-Keys are per tenant. Key names and the
-record format live in service.records.
+record format live in service.jobs.records.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from heterolora.schemas import AllocateRequest, ErrorInfo, JobStatus, Progress
-from service.artifacts import ArtifactStore
 from service.errors import Conflict, JobNotFound, TooManyRequests, Unavailable
-from service.records import (
+from service.jobs.artifacts import ArtifactStore
+from service.jobs.records import (
     ANONYMOUS,
     JobRecord,
     RunState,
@@ -33,7 +33,7 @@ from service.records import (
     rate_key,
     request_key,
 )
-from service.store import Store
+from service.jobs.store import Store
 
 RETRYABLE_STATES = ("failed", "cancelled")  # an identical request after these starts afresh
 RATE_WINDOW_S = 60

@@ -28,8 +28,8 @@ from typing import Any
 import redis
 from celery import Celery, states
 
+from service.jobs.records import RUNNING_KEY, lease_key
 from service.logs import event
-from service.records import RUNNING_KEY, lease_key
 
 # Claim a lapsed job: only when its lease is gone and its entry is still the one the sweep read.
 _CLAIM_LUA = """

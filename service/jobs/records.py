@@ -5,7 +5,7 @@ Keys (all expire; see the settings for how long):
     heterolora:job:{id}                     the job record (JSON, below)
     heterolora:cancel:{id}                  set when a client cancels the job
     heterolora:deliveries:{id}              hash: started (every delivery), open (deliveries that never ended)
-    heterolora:lease:{id}                   held by the worker running the job, renewed while it runs (worker.lease)
+    heterolora:lease:{id}                   held by the worker running the job, renewed while it runs (jobs/lease.py)
     heterolora:running                      hash: job id -> "token started_at" of every job a worker runs
     heterolora:request:{tenant}:{sha256}    identical request of one API key -> job id
     heterolora:idem:{sha256(tenant, key)}   Idempotency-Key of one API key -> "job_id fingerprint"

@@ -1,5 +1,5 @@
 """The app's own guard against serving without keys on an address other machines can reach,
-whatever server runs it (`heterolora serve`, `uvicorn service.main:app`, gunicorn).
+whatever server runs it (`heterolora serve`, `uvicorn service.api.app:app`, gunicorn).
 
 Without HETEROLORA_API_KEYS, and unless HETEROLORA_AUTH=disabled (logged loudly), the app:
 - refuses to start when the process already listens on a non-loopback address (gunicorn, or
