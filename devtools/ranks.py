@@ -7,8 +7,9 @@ process group, and writes what it got. Test tooling only.
     python -m devtools.ranks '<job json>' OUT_FOLDER     # one rank (launch() sets the environment)
 
 A job: {"arch": "bert" | "llama", "task": "seq-cls" | "causal-lm", "batches": K, "configs": [AllocationConfig
-options, ...]}, optionally "die": {"rank": r, "at": "scoring 2/"} (that rank exits there) or
-"vary_seed": true (each rank plans with seed = its rank: ranks that disagree).
+options, ...]}, optionally "die": {"rank": r, "at": "scoring 2/"} (that rank exits there),
+"vary_seed": true (each rank plans with seed = its rank: ranks that disagree) or "fsdp": true
+(the model wrapped with FSDP2's `fully_shard` before planning).
 Rank r writes r{r}-{i}.json (plan i) and, with an init, r{r}-{i}.safetensors; r{r}-stats.json.
 """
 
@@ -75,6 +76,21 @@ def build(job: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
     return model, batches
 
 
+def shard_fully(model: Any) -> None:
+    """FSDP2: each transformer layer, then the whole model, sharded over the ranks (CPU, gloo)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    from heterolora.search_space import walk_sites
+
+    mesh = init_device_mesh("cpu", (int(os.environ["WORLD_SIZE"]),))
+    layers = {name.rsplit(".", 1)[0] for name, _ in model.named_modules() if name.endswith(".self_attn")}
+    for name in sorted(layers):
+        fully_shard(model.get_submodule(name), mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    walk_sites(model)  # still finds every site
+
+
 def main(job: dict[str, Any], folder: Path) -> None:
     from heterolora.threads import apply_threads
 
@@ -86,6 +102,8 @@ def main(job: dict[str, Any], folder: Path) -> None:
     model, batches = build(job)
     group = from_env("cpu")
     assert group is not None, "launch() runs more than one rank"
+    if job.get("fsdp"):
+        shard_fully(model)
     die = job.get("die") or {}
     scored = set()  # the batch counts of this rank's scoring passes ("scoring i/n")
 

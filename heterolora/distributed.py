@@ -104,6 +104,8 @@ class Group:
         """A failed collective (a rank died, or timed out) as a DistributedError."""
         try:
             yield
+        except NotImplementedError:
+            raise  # a misuse (e.g. an FSDP-sharded tensor), not a lost rank
         except (RuntimeError, dist.DistBackendError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DistributedError(
@@ -209,3 +211,10 @@ def check_agreement(
     group.agree("configuration", json.dumps([config.model_dump(mode="json"), *ids], sort_keys=True, default=str))
     group.agree("scoring sample", batches_digest(batches))
     group.agree("model weights", model_digest(model))
+
+
+def fully_sharded(model: torch.nn.Module) -> bool:
+    """Are the model's parameters sharded DTensors (FSDP2 `fully_shard`)? Their `.grad` is then a
+    shard, so exact scoring (which reads `weight.grad`) cannot run; streamed scoring reads each
+    site's X and δ in hooks, which FSDP leaves whole."""
+    return any(type(p).__name__ == "DTensor" for p in model.parameters())

@@ -16,8 +16,8 @@ from torch import nn
 
 from heterolora.budget import scoring_ranks
 from heterolora.config import AllocationConfig
-from heterolora.distributed import Group
-from heterolora.errors import DataError
+from heterolora.distributed import Group, fully_sharded
+from heterolora.errors import ConfigError, DataError
 from heterolora.init.build import GradientSource, scoring_source
 from heterolora.proxies import get_proxy
 from heterolora.proxies.context import Progress, ProxyContext, batch_loss
@@ -103,6 +103,11 @@ def score_sites(
     space = space or discover_space(model, config)
     sites, sc_sites = space.sites, space.shortcut_sites
     ranks = scoring_ranks(config)
+    mode = resolve_scoring(config.scoring, sites + sc_sites, config.scoring_memory_mb)
+    if mode == "exact" and fully_sharded(model):  # FSDP: weight.grad is a shard, X and δ are whole
+        if config.scoring == "exact":
+            raise ConfigError("scoring='exact' reads weight.grad, which FSDP shards: use 'stream'", field="scoring")
+        mode = "stream"
     start = time.perf_counter()
     shard = group if group is not None and spec.shardable else None
     ctx = ProxyContext(
@@ -113,7 +118,7 @@ def score_sites(
         seed=config.seed,
         progress=progress,
         reference_weight=reference_weight if sc_sites else None,
-        scoring=resolve_scoring(config.scoring, sites + sc_sites, config.scoring_memory_mb),
+        scoring=mode,
         memory_cap_bytes=config.scoring_memory_mb << 20,
         checkpointing=config.gradient_checkpointing,
         oversampling=config.sketch_oversampling,

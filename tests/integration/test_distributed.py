@@ -78,6 +78,24 @@ def test_two_ranks_on_four_batches_plan_like_one_process_on_eight(arch: str, tmp
         assert stats["bytes_reduced"] > 0
 
 
+def test_fsdp2_sharded_model_plans_like_the_whole_model(tmp_path: Path) -> None:
+    """FSDP2 (`fully_shard` per layer and on the model, CPU mesh over gloo): the hooks still see
+    each rank's whole X and δ, so streamed scoring (which `auto` picks for a sharded model) and
+    its gradient init match one process on the unsharded model."""
+    job = {"arch": "llama", "task": "causal-lm", "batches": BATCHES, "fsdp": True, "configs": JOBS["llama"]["configs"]}
+    job["configs"] = [job["configs"][0], {"proxy": "grad_norm", "scoring": "auto", **BUDGET}]
+    outcomes = launch(2, job, tmp_path)
+    assert [o.returncode for o in outcomes] == [0, 0], outcomes[0].log[-3000:]
+    model, batches = build(job)
+    for i, options in enumerate(job["configs"]):
+        single = compute_plan(model, batches, AllocationConfig(task="causal-lm", **options))
+        got = Plan.load(tmp_path / f"r0-{i}.json")
+        assert got.ranks == single.ranks and got.settings["scoring_mode"] == "stream"
+        assert max(_relative(a.score, b.score) for a, b in zip(single.modules, got.modules, strict=True)) < 1e-5
+        if options.get("init") == "gradient":
+            _same_init(single, got)
+
+
 def test_a_rank_that_dies_mid_way_fails_the_plan_clearly(tmp_path: Path) -> None:
     job = {**JOBS["bert"], "configs": JOBS["bert"]["configs"][:1], "die": {"rank": 1, "at": "scoring 2/"}}
     survivor, dead = launch(2, job, tmp_path)
