@@ -14,11 +14,13 @@ from heterolora.budget import PlanBudget
 from heterolora.config import AllocationConfig, FractionBudget, budget_kind
 from heterolora.errors import ConfigError
 from heterolora.init.build import InitArtifact, build_init, module_sites
+from heterolora.init.step import chosen_step_init
 from heterolora.plans import BudgetInfo, ModuleEntry, Plan
 from heterolora.scoring import SiteScores
 from heterolora.search_space import head_modules, model_info
 from heterolora.shortcuts import shortcut_section
 from heterolora.sites import SearchSpace
+from heterolora.training import DEFAULT_TRAINING_RATE, training_section
 
 
 def plan_modules(scored: SiteScores, rank_of: dict[str, int], config: AllocationConfig) -> list[ModuleEntry]:
@@ -30,17 +32,24 @@ def plan_modules(scored: SiteScores, rank_of: dict[str, int], config: Allocation
     ]
 
 
-def gradient_init(scored: SiteScores, modules: list[ModuleEntry], config: AllocationConfig) -> InitArtifact:
-    """The plan's A/B init from the scoring pass's gradients (docs/plan-format.md, "Initialisation")."""
+def gradient_init(
+    scored: SiteScores,
+    modules: list[ModuleEntry],
+    config: AllocationConfig,
+    model: nn.Module | None = None,
+    batches: list[dict[str, torch.Tensor]] | None = None,
+) -> tuple[InitArtifact | None, float | None]:
+    """The plan's A/B init from the scoring pass's gradients (docs/plan-format.md, "Initialisation"),
+    and the gora step it was built with. With `init_step="line_search"` (gora) the step is chosen on
+    the last scoring batch (heterolora.init.step); no init when no step lowers that batch's loss."""
     if scored.gradients is None:
         raise ConfigError("these scores were computed without init='gradient'; score again", field="init")
-    return build_init(
-        scored.gradients,
-        module_sites(modules, config.use_rslora),
-        variant=config.init_variant,
-        seed=config.seed,
-        learning_rate=config.learning_rate,
-    )
+    sites = module_sites(modules, config.use_rslora)
+    rate = config.learning_rate or DEFAULT_TRAINING_RATE
+    if config.init_variant == "gora" and config.init_step == "line_search" and model is not None and batches:
+        return chosen_step_init(model, scored.gradients, sites, batches[-1], seed=config.seed, learning_rate=rate)
+    init = build_init(scored.gradients, sites, variant=config.init_variant, seed=config.seed, learning_rate=rate)
+    return init, rate if config.init_variant == "gora" else None
 
 
 def assemble_plan(
@@ -56,10 +65,12 @@ def assemble_plan(
     labels: list[int | str] | None,
     timings: dict[str, float],
     init: InitArtifact | None = None,
+    init_step: float | None = None,
     world_size: int = 1,
 ) -> Plan:
     used = sum(m.params for m in modules)
     extra: dict[str, Any] = {"init": init.info} if init is not None else {}
+    extra["training"] = training_section(config, init_step)
     plan = Plan.build(
         model=model_info(model, model_id, revision, space.num_layers),
         task=config.task,
