@@ -117,8 +117,8 @@ def test_line_search_keeps_the_lowest_loss_below_the_base(monkeypatch: pytest.Mo
 )
 def test_bad_training_options_get_a_422_naming_the_field(field: str, value: object) -> None:
     from fastapi.testclient import TestClient
-    from service.api.app import create_app
 
+    from service.api.app import create_app
     from service.settings import Settings, get_settings
 
     key = "k" * 16
