@@ -4,6 +4,7 @@ settings and timings."""
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -11,7 +12,7 @@ import torch
 from torch import nn
 
 from heterolora.budget import PlanBudget
-from heterolora.config import AllocationConfig, FractionBudget, budget_kind
+from heterolora.config import AllocationConfig, FractionBudget, LikeBudget, budget_kind
 from heterolora.errors import ConfigError
 from heterolora.init.build import InitArtifact, build_init, module_sites
 from heterolora.init.step import chosen_step_init
@@ -26,10 +27,30 @@ from heterolora.training import DEFAULT_TRAINING_RATE, training_section
 def plan_modules(scored: SiteScores, rank_of: dict[str, int], config: AllocationConfig) -> list[ModuleEntry]:
     """One entry per candidate (rank 0: not adapted), with its alpha and top score."""
     scores = {n: (v[-1] if isinstance(v, list) else float(v)) for n, v in scored.raw.items()}
+    candidates = scored.sites + scored.shortcut_sites
+    one_alpha = rslora_alpha(config, {c.name: (rank_of[c.name], c.d_in + c.d_out) for c in candidates})
     return [
-        ModuleEntry.from_candidate(c, rank=rank_of[c.name], alpha=_alpha(rank_of[c.name], config), score=scores[c.name])
-        for c in scored.sites + scored.shortcut_sites
+        ModuleEntry.from_candidate(
+            c, rank=rank_of[c.name], alpha=one_alpha or config.alpha_ratio * rank_of[c.name], score=scores[c.name]
+        )
+        for c in candidates
     ]
+
+
+def rslora_alpha(config: AllocationConfig, sites: dict[str, tuple[int, int]]) -> float | None:
+    """With `use_rslora`, the one alpha of every module (PEFT scales by alpha / sqrt(r)): chosen so
+    that a module at the reference rank gets the constant mode's scale `alpha_ratio`, i.e.
+    alpha = alpha_ratio * sqrt(r_ref). r_ref is the budget's rank for a `like` budget (uniform r = 2
+    on all six types: alpha = 2 sqrt(2)), else the plan's mean rank per parameter. None without
+    rsLoRA (alpha = alpha_ratio * r per module)."""
+    if not config.use_rslora:
+        return None
+    if isinstance(config.budget, LikeBudget):
+        reference = float(config.budget.like.r)
+    else:
+        weight = sum(width for rank, width in sites.values() if rank > 0)
+        reference = sum(rank * width for rank, width in sites.values()) / weight if weight else 1.0
+    return config.alpha_ratio * math.sqrt(reference)
 
 
 def gradient_init(
@@ -109,9 +130,3 @@ def plan_timings(scored: SiteScores, t0: float, computed_here: bool, init_s: flo
         "torch_threads": torch.get_num_threads(),
     }
     return timings if init_s is None else timings | {"init_s": round(init_s, 4)}
-
-
-def _alpha(rank: int, config: AllocationConfig) -> float:
-    if config.use_rslora:
-        return config.alpha_ratio * 8  # one alpha for all: scaling alpha / sqrt(r)
-    return config.alpha_ratio * rank  # alpha / r constant (EVA's convention)

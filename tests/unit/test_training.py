@@ -117,8 +117,8 @@ def test_line_search_keeps_the_lowest_loss_below_the_base(monkeypatch: pytest.Mo
 )
 def test_bad_training_options_get_a_422_naming_the_field(field: str, value: object) -> None:
     from fastapi.testclient import TestClient
-    from service.main import create_app
 
+    from service.api.app import create_app
     from service.settings import Settings, get_settings
 
     key = "k" * 16
@@ -130,5 +130,4 @@ def test_bad_training_options_get_a_422_naming_the_field(field: str, value: obje
     with TestClient(app) as client:
         res = client.post("/allocate", json=body, headers={"Authorization": f"Bearer {key}"})
     assert res.status_code == 422, res.text
-    assert field in json.dumps(res.json())
-    assert res.json().get("field", field) == field or res.json()["error"]["field"] == field
+    assert res.json()["error"]["field"] == field and "Traceback" not in res.text
