@@ -75,14 +75,14 @@ def compute_plan(
             on_scored(scored)
     progress(0.95, "allocating")
     modules = plan_modules(scored, choose(scored, config, budget.limit), config)
-    init, init_s = None, None
+    init, init_s, step = None, None, None
     if config.init == "gradient":  # the plan carries its A/B init
         t_init = time.perf_counter()
-        init = gradient_init(scored, modules, config)
+        init, step = gradient_init(scored, modules, config, model, batches)
         init_s = time.perf_counter() - t_init
     plan = assemble_plan(
         model, config, space, budget, scored, modules,
-        model_id=model_id, revision=revision, labels=labels, init=init,
+        model_id=model_id, revision=revision, labels=labels, init=init, init_step=step,
         timings=plan_timings(scored, t0, computed_here, init_s), world_size=group.world_size if group else 1,
     )  # fmt: skip
     if group is not None:  # every rank returns rank 0's plan (identical sums give identical plans)

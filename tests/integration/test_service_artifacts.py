@@ -55,6 +55,8 @@ def test_worker_stores_and_api_serves_the_init_file(stack: Stack) -> None:
         gone = http.get(f"/jobs/{failed['job_id']}/adapter.safetensors")
         assert (gone.status_code, gone.json()["error"]["code"]) == (404, "artifact_not_found")
         assert "failed" in gone.json()["error"]["message"]
+        drawn = http.get(f"/jobs/{failed['job_id']}/heatmap.png")  # nor a plan to draw
+        assert (drawn.status_code, drawn.json()["error"]["code"]) == (404, "artifact_not_found")
         # A plan without init has no file; an unknown job is a 404 like GET /jobs/{id}.
         zero = wait_job(http, http.post("/allocate", json=_request(stack.tiny)).json()["job_id"])
         none = http.get(f"/jobs/{zero['job_id']}/adapter.safetensors")
@@ -131,9 +133,11 @@ def test_cli_plan_and_show_on_server_save_the_verified_init_file(
     refused = CliRunner().invoke(main, ["plan", *fast, *server, "--out", str(tmp_path / "a-file" / "p.json")])
     assert refused.exit_code == 2 and "--out" in refused.output and "job " not in refused.output
     # ... and one that fails only when written (a full disk): one Error line, the plan kept elsewhere.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "temp"))  # the fallback lands here
+    (tmp_path / "temp").mkdir()
     full = CliRunner().invoke(main, ["show", job_id, *server, "--out", "/dev/full"])
     assert full.exit_code == 1 and "Traceback" not in full.output
     (line,) = [x for x in full.output.splitlines() if x.startswith("Error:")]
     kept = Path(line.split("saved to ")[1].split(" instead")[0])
-    assert "No space left on device" in line and kept.parent == Path(tempfile.gettempdir())
+    assert "No space left on device" in line and kept.parent == tmp_path / "temp"
     assert Plan.load(kept).init_data == plan.init_data

@@ -121,14 +121,14 @@ def test_no_arguments_means_the_library_defaults(monkeypatch) -> None:
     assert seen == [("minilm", None, AllocationConfig())]
 
 
-def test_a_plan_that_cannot_be_written_is_kept_in_the_temp_folder(tmp_path) -> None:
+def test_a_plan_that_cannot_be_written_is_kept_in_the_temp_folder(tmp_path, monkeypatch) -> None:
     """/dev/full accepts the open and fails the write (a full disk): the check before planning
     passes, the final write fails, and the plan goes to the temp folder with one Error line."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the fallback lands here
     res = CliRunner().invoke(main, ["plan", *FAST, "--out", "/dev/full"])
     assert res.exit_code == 1 and "Traceback" not in res.output
     (line,) = [x for x in res.output.splitlines() if x.startswith("Error:")]
     assert "cannot write the plan to /dev/full (No space left on device)" in line
     kept = Path(line.split("saved to ")[1].split(" instead")[0])
-    assert kept.parent == Path(tempfile.gettempdir())
+    assert kept.parent == tmp_path
     assert Plan.load(kept).proxy == "rank_energy"
-    kept.unlink()
