@@ -293,6 +293,8 @@ def report(results: dict[str, Any]) -> str:
         f"{traffic['errors_outside_fault_windows'] or 'none'} |",
         f"| jobs accepted / lost (must be 0) | {jobs['accepted']} / {jobs['lost']} ({jobs['by_status']}) |",
         f"| request threads busy at the end (must be 0) | {results['threads_stuck_at_end']} |",
+        f"| jobs re-queued by an expired lease / sweep errors | {results['leases']['jobs_requeued_by_lease']} / "
+        f"{results['leases']['sweep_errors']} |",
         f"| API RSS start / end | {memory['api_start']} / {memory['api_end']} MB |",
         f"| worker RSS start / end (main + pool) | {memory['worker_start']} / {memory['worker_end']} MB |",
         "",
@@ -340,6 +342,11 @@ def main() -> None:
                 t.join(timeout=60 * args.minutes + 600)
             jobs = settle(shared)
             health = httpx.get(stack.api.url + "/healthz", timeout=10).json()
+            logs = stack.api.log.read_text(errors="replace") + stack.worker_log.read_text(errors="replace")
+            leases = {
+                "jobs_requeued_by_lease": logs.count("lease lapsed: job re-queued"),
+                "sweep_errors": logs.count("lease sweep failed"),
+            }
             memory = {
                 "api_start": start_api,
                 "api_end": rss_mb([stack.api.proc.pid]),
@@ -358,6 +365,7 @@ def main() -> None:
         "traffic": summary(shared),
         "jobs": jobs,
         "threads_stuck_at_end": health["threads"]["busy"],
+        "leases": leases,
         "memory_mb": memory,
     }
     args.out.mkdir(parents=True, exist_ok=True)
