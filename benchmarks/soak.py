@@ -87,7 +87,7 @@ def request(shared: Shared, http: httpx.Client, route: str, method: str, url: st
 
 
 def body(stack: Stack, seed: int, init: bool = False) -> dict[str, Any]:
-    extra = {"init": "gradient"} if init else {}
+    extra = {"init": "gradient", "init_variant": "lora_ga"} if init else {}  # lora_ga: always an init file
     return {"model_id": stack.tiny, "samples": builtin_sample()[:8], "seed": seed, **TINY, **extra}
 
 
