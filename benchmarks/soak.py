@@ -238,7 +238,10 @@ def settle(shared: Shared) -> dict[str, Any]:
         while time.monotonic() < deadline:
             r = http.get(f"/jobs/{job_id}")
             status = r.json()["status"] if r.status_code == 200 else f"http {r.status_code}"
-            if status in ("succeeded", "failed", "cancelled") or r.status_code == 404:
+            if status == "failed":
+                error = r.json()["error"]
+                status = f"failed {error['code']}: {error['message'][:160]}"
+            if status.startswith(("succeeded", "failed", "cancelled")) or r.status_code == 404:
                 break
             time.sleep(0.5)
         final[job_id] = status
@@ -250,16 +253,16 @@ def settle(shared: Shared) -> dict[str, Any]:
     lost = sorted(j for j, status in final.items() if status not in expected[j])
     return {
         "accepted": len(final),
-        "by_status": dict(Counter(final.values())),
+        "by_status": dict(Counter(status.split(":")[0] for status in final.values())),
         "lost": len(lost),
-        "lost_ids": lost[:20],
+        "lost_jobs": {j: final[j] for j in lost[:20]},
         "final": final,
     }
 
 
 def summary(shared: Shared) -> dict[str, Any]:
-    def inside(at: float) -> bool:
-        return any(begin <= at <= end for _, begin, end in shared.windows)
+    def inside(at: float, ms: float) -> bool:  # the request overlaps a fault window
+        return any(at <= end and at + ms / 1000 >= begin for _, begin, end in shared.windows)
 
     by_route: dict[str, list[float]] = defaultdict(list)
     statuses: Counter[str] = Counter()
@@ -269,7 +272,7 @@ def summary(shared: Shared) -> dict[str, Any]:
         by_route[route].append(ms)
         statuses[str(status)] += 1
         route_statuses[route][str(status)] += 1
-        if (status >= 500 or status == 0) and not inside(at):
+        if (status >= 500 or status == 0) and not inside(at, ms):
             outside_5xx[f"{route} {status}"] += 1
     routes = {}
     for route, times in sorted(by_route.items()):
