@@ -216,7 +216,7 @@ class AllocationConfig(_Strict):
         default=False,
         description="Recompute layer internals during scoring's backward passes (less memory, more time).",
     )
-    # ---- gradient init (issue 14; heterolora/init/build.py) ----
+    # ---- gradient init (heterolora/init/build.py) ----
     init: Literal["zero", "gradient"] = Field(
         default="zero",
         description="LoRA A/B init: zero (standard LoRA, B = 0) or gradient (from the scoring gradients).",
