@@ -21,11 +21,39 @@ from heterolora.shortcuts import shortcut_section
 from heterolora.sites import SearchSpace
 
 
+def assemble(
+    model: nn.Module,
+    config: AllocationConfig,
+    space: SearchSpace,
+    budget: PlanBudget,
+    scored: SiteScores,
+    rank_of: dict[str, int],
+    *,
+    model_id: str,
+    revision: str | None,
+    labels: list[int | str] | None,
+    t0: float,
+    computed_here: bool,
+) -> Plan:
+    """The Plan for the chosen ranks: entries, the gradient init (when the config asks for it),
+    timings (`t0`: when the plan started; `computed_here`: scored in this call, not reused)."""
+    modules = plan_modules(scored, rank_of, config)
+    init, init_s = None, None
+    if config.init == "gradient":  # the plan carries its A/B init
+        started = time.perf_counter()
+        init = gradient_init(scored, modules, config)
+        init_s = time.perf_counter() - started
+    timings = plan_timings(scored, t0, computed_here, init_s)
+    return assemble_plan(model, config, space, budget, scored, modules, model_id=model_id, revision=revision,
+                         labels=labels, timings=timings, init=init)  # fmt: skip
+
+
 def plan_modules(scored: SiteScores, rank_of: dict[str, int], config: AllocationConfig) -> list[ModuleEntry]:
     """One entry per candidate (rank 0: not adapted), with its alpha and top score."""
     scores = {n: (v[-1] if isinstance(v, list) else float(v)) for n, v in scored.raw.items()}
+    alpha = {n: _alpha(r, config) for n, r in rank_of.items()}
     return [
-        ModuleEntry.from_candidate(c, rank=rank_of[c.name], alpha=_alpha(rank_of[c.name], config), score=scores[c.name])
+        ModuleEntry.from_candidate(c, rank=rank_of[c.name], alpha=alpha[c.name], score=scores[c.name])
         for c in scored.sites + scored.shortcut_sites
     ]
 

@@ -257,3 +257,7 @@ class AllocationConfig(_Strict):
         if not ranks:
             raise ConfigError(f"no rank in {self.rank_set} is <= max_rank={self.max_rank}", field="max_rank")
         return ranks
+
+    def scoring_ranks(self) -> list[int]:
+        """The rank set the allocation chooses from (a fraction budget: its one rank)."""
+        return [self.budget.rank] if isinstance(self.budget, FractionBudget) else self.effective_ranks()

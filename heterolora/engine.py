@@ -20,7 +20,7 @@ from torch import nn
 
 from heterolora._deprecated import moved_name
 from heterolora.allocation import choose
-from heterolora.assembly import assemble_plan, gradient_init, plan_modules, plan_timings
+from heterolora.assembly import assemble
 from heterolora.budget import check_plan_budget
 from heterolora.config import AllocationConfig
 from heterolora.plans import Plan
@@ -68,16 +68,10 @@ def compute_plan(
         if on_scored is not None:
             on_scored(scored)
     progress(0.95, "allocating")
-    modules = plan_modules(scored, choose(scored, config, budget.limit), config)
-    init, init_s = None, None
-    if config.init == "gradient":  # the plan carries its A/B init
-        t_init = time.perf_counter()
-        init = gradient_init(scored, modules, config)
-        init_s = time.perf_counter() - t_init
-    plan = assemble_plan(
-        model, config, space, budget, scored, modules,
-        model_id=model_id, revision=revision, labels=labels, init=init,
-        timings=plan_timings(scored, t0, computed_here, init_s),
+    rank_of = choose(scored, config, budget)
+    plan = assemble(
+        model, config, space, budget, scored, rank_of,
+        model_id=model_id, revision=revision, labels=labels, t0=t0, computed_here=computed_here,
     )  # fmt: skip
     progress(1.0, "done")
     return plan
