@@ -71,7 +71,6 @@ MOVED_NAMES: dict[str, dict[str, str]] = {
         "family_groups": "heterolora.allocation",
         "check_family_budgets": "heterolora.budget",
     },
-    "heterolora.planner": {"cache_key": "heterolora.caches", "checked_samples": "heterolora.samples"},
     "heterolora.dynamic.selection": {"check_budget": "heterolora.dynamic.selection:check_active_budget"},
     # service/jobs.py became the package service/jobs/; its names live in service/jobs/queue.py.
     "service.api.metrics": {"router": "service.api.routes.metrics"},

@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 
-from heterolora._deprecated import moved_name
 from heterolora.caches import ModelCache, cache_key
 from heterolora.config import AllocationConfig
 from heterolora.engine import compute_plan
@@ -106,7 +105,3 @@ def prepare(
     if loaded is None:
         loaded = load_model(model_id, config.task, num_labels=num_labels_of(classes), dtype=dtype, device=device)
     return loaded, scoring_batches(rows, classes, loaded.tokenizer, config, loaded.token_limit(config.max_length))
-
-
-def __getattr__(name: str) -> object:
-    return moved_name(__name__, name)
