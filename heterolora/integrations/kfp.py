@@ -94,11 +94,12 @@ def train_step(
 
     import heterolora
     from heterolora.loading import resolve_source
+    from heterolora.samples import class_names
 
     planned = heterolora.Plan.load(Path(plan.path) / "plan.json")
     text = Path(train_data.path).read_text()
     rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    labels = list(planned.labels or sorted({r["label"] for r in rows}, key=str))
+    labels = list(planned.labels or class_names([r.get("label") for r in rows], required=True))
     source = resolve_source(planned.model.id)[0]
     tokenizer = AutoTokenizer.from_pretrained(source)
     base = AutoModelForSequenceClassification.from_pretrained(source, num_labels=len(labels))

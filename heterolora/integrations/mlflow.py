@@ -21,7 +21,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
 from heterolora.errors import PlanError
@@ -45,6 +45,7 @@ TAG_VERSION = "heterolora.version"
 TAG_JOB_ID = "heterolora.job_id"
 RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,256}")
 USERINFO = re.compile(r"//[^/@\s]*@")
+MAX_PLAN_BYTES = 64 << 20  # bound on a plan JSON read from a run (a 70B model's plan is under 1 MB)
 # What a store raises besides MlflowException when it cannot be reached or written.
 STORE_ERRORS: tuple[type[Exception], ...] = (MlflowException, OSError)
 
@@ -98,18 +99,25 @@ def load_plan(run_id_or_uri: str) -> Plan:
     with _store_errors("read the plan from"), tempfile.TemporaryDirectory() as tmp, _quiet_downloads():
         client = MlflowClient()
         run = client.get_run(run_id)
-        try:
-            local = Path(client.download_artifacts(run_id, f"{folder}/{PLAN_FILE}", tmp))
-        except MlflowException:
-            raise TrackingError(f"MLflow run {run_id} holds no {folder}/{PLAN_FILE}", field="run_id") from None
+        sizes = {Path(f.path).name: f.file_size for f in client.list_artifacts(run_id, folder) if not f.is_dir}
+        if PLAN_FILE not in sizes:
+            raise TrackingError(f"MLflow run {run_id} holds no {folder}/{PLAN_FILE}", field="run_id")
+        if (sizes[PLAN_FILE] or 0) > MAX_PLAN_BYTES:
+            raise PlanError(f"{folder}/{PLAN_FILE} of run {run_id} has {sizes[PLAN_FILE]} bytes, over {MAX_PLAN_BYTES}")
+        local = Path(client.download_artifacts(run_id, f"{folder}/{PLAN_FILE}", tmp))
         try:
             plan = Plan.model_validate_json(local.read_text())
         except ValueError as exc:
             raise PlanError(f"{folder}/{PLAN_FILE} of run {run_id} is not a valid plan: {_first_line(exc)}") from None
-        if plan.init is not None:
-            # plan.init.file is a bare name (InitInfo checks it); Plan.load reports a missing one
-            with suppress(MlflowException):
-                client.download_artifacts(run_id, f"{folder}/{plan.init.file}", tmp)
+        # plan.init.file is a bare name (InitInfo checks it). A missing file is Plan.load's error; one
+        # of the wrong size is refused before it is downloaded (a store may not report sizes: then after).
+        if plan.init is not None and plan.init.file in sizes:
+            if sizes[plan.init.file] not in (None, plan.init.size):
+                raise PlanError(
+                    f"{folder}/{plan.init.file} has {sizes[plan.init.file]} bytes, the plan says {plan.init.size}",
+                    field="init.size",
+                )
+            client.download_artifacts(run_id, f"{folder}/{plan.init.file}", tmp)
         loaded = Plan.load(local)
     job_id = run.data.tags.get(TAG_JOB_ID)
     if job_id:

@@ -17,6 +17,7 @@ from heterolora.integrations.summary import fingerprint_hash, plan_summary, rank
 from heterolora.plans import Plan
 
 mlflow = pytest.importorskip("mlflow")
+import heterolora.integrations.mlflow as tracking  # noqa: E402
 from heterolora.integrations.mlflow import load_plan, log_plan, parse_run_ref  # noqa: E402
 
 pytest_plugins = ("mlflow_store",)  # fixture: mlflow_uri (a real sqlite store)
@@ -89,7 +90,9 @@ def test_a_run_holds_one_plan(init_plan: Plan) -> None:
         log_plan(other, run_id=run_id)
 
 
-def test_load_plan_refuses_a_run_without_a_plan_and_a_tampered_init(init_plan: Plan) -> None:
+def test_load_plan_refuses_a_run_without_a_plan_and_a_tampered_init(
+    init_plan: Plan, monkeypatch: pytest.MonkeyPatch
+) -> None:
     client = mlflow.MlflowClient()
     empty = client.create_run("0").info.run_id
     with pytest.raises(TrackingError, match=r"holds no heterolora/plan\.json") as err:
@@ -108,8 +111,15 @@ def test_load_plan_refuses_a_run_without_a_plan_and_a_tampered_init(init_plan: P
     with pytest.raises(PlanError) as err:
         load_plan(run_id)
     assert err.value.field == "init.sha256"
+    tensors.write_bytes(original + b"!")  # refused by its listed size, before any download
+    with pytest.raises(PlanError, match="bytes, the plan says") as err:
+        load_plan(run_id)
+    assert err.value.field == "init.size"
     tensors.unlink()
     with pytest.raises(PlanError, match="missing"):
+        load_plan(run_id)
+    with monkeypatch.context() as mp, pytest.raises(PlanError, match="bytes, over 100"):
+        mp.setattr(tracking, "MAX_PLAN_BYTES", 100)
         load_plan(run_id)
     (stored / "plan.json").write_text('{"schema_version": "1.2"}')
     with pytest.raises(PlanError, match="not a valid plan"):
