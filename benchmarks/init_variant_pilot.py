@@ -23,7 +23,7 @@ from peft import get_peft_model
 
 from benchmarks.quality.arms import ALL_TYPES, template_plan, uniform_ranks, with_ranks
 from benchmarks.quality.data import encode
-from benchmarks.quality.head import MeanPoolClassifier
+from benchmarks.quality.head import mean_head
 from benchmarks.quality.peers import ALPHA_RATIO
 from benchmarks.quality.train import Settings, splits, train
 from heterolora.init.apply import apply_init_artifact
@@ -38,7 +38,7 @@ def run(arm: str, seed: int, settings: Settings) -> dict:
     torch.set_num_threads(1)
     train_rows, held_rows = splits(DATA, "mrpc", settings)
     loaded = load_model("minilm", "seq-cls", num_labels=2)
-    tok, model = loaded.tokenizer, MeanPoolClassifier(loaded.model)
+    tok, model = loaded.tokenizer, mean_head(loaded.model)
     scoring = make_batches(
         train_rows, tok, task="seq-cls", batch_size=8, num_batches=settings.scoring_batches,
         max_length=settings.max_length, seed=seed, labels={0: 0, 1: 1},

@@ -23,7 +23,7 @@ import torch
 from benchmarks import GLUE, RESULTS
 from benchmarks.quality.arms import BUDGET, random_ranks
 from benchmarks.quality.data import load_rows
-from benchmarks.quality.head import MeanPoolClassifier
+from benchmarks.quality.head import mean_head
 from heterolora.allocation import choose
 from heterolora.budget import check_plan_budget
 from heterolora.config import AllocationConfig
@@ -72,7 +72,7 @@ def main() -> None:
     rows = load_rows(args.data, "mrpc", "train")
     torch.manual_seed(0)
     loaded = load_model("minilm", "seq-cls", num_labels=2)
-    model = MeanPoolClassifier(loaded.model)
+    model = mean_head(loaded.model)
     sites = discover(model)
     cost = {c.name: c.cost_per_rank for c in sites}
     kind = {c.name: c.type for c in sites}

@@ -60,14 +60,18 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
 
 
 class RedisServer:
-    def __init__(self, folder: Path) -> None:
+    """`persist`: keep the data in an append-only file, so a restart finds it again."""
+
+    def __init__(self, folder: Path, persist: bool = False) -> None:
         self.folder = folder
+        self.persist = persist
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> RedisServer:
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        args += ["--appendonly", "yes" if self.persist else "no"]
         self.proc = subprocess.Popen(
             [*args, "--dir", str(self.folder)], stdout=subprocess.DEVNULL, start_new_session=True
         )
@@ -245,10 +249,12 @@ def start_stack(
     worker: bool = True,
     crashing: bool = False,
     concurrency: int = 1,
+    persist: bool = False,
     **extra: str | None,
 ) -> Stack:
-    """Redis, the API and (unless `worker=False`: jobs then stay queued) one worker."""
-    redis_server = RedisServer(folder).start()
+    """Redis (`persist`: on an append-only file), the API and (unless `worker=False`: jobs then
+    stay queued) one worker."""
+    redis_server = RedisServer(folder, persist).start()
     env = env_for(redis_server.url, model_root, **extra)
     worker_log = folder / "worker.log"
     proc = start_worker(env, worker_log, "w1", crashing=crashing, concurrency=concurrency) if worker else None

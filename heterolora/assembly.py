@@ -34,6 +34,7 @@ def assemble(
     labels: list[int | str] | None,
     t0: float,
     computed_here: bool,
+    world_size: int = 1,
 ) -> Plan:
     """The Plan for the chosen ranks: entries, the gradient init (when the config asks for it),
     timings (`t0`: when the plan started; `computed_here`: scored in this call, not reused)."""
@@ -45,7 +46,7 @@ def assemble(
         init_s = time.perf_counter() - started
     timings = plan_timings(scored, t0, computed_here, init_s)
     return assemble_plan(model, config, space, budget, scored, modules, model_id=model_id, revision=revision,
-                         labels=labels, timings=timings, init=init)  # fmt: skip
+                         labels=labels, timings=timings, init=init, world_size=world_size)  # fmt: skip
 
 
 def plan_modules(scored: SiteScores, rank_of: dict[str, int], config: AllocationConfig) -> list[ModuleEntry]:
@@ -84,6 +85,7 @@ def assemble_plan(
     labels: list[int | str] | None,
     timings: dict[str, float],
     init: InitArtifact | None = None,
+    world_size: int = 1,
 ) -> Plan:
     used = sum(m.params for m in modules)
     extra: dict[str, Any] = {"init": init.info} if init is not None else {}
@@ -104,7 +106,8 @@ def assemble_plan(
         modules_to_save=head_modules(model),
         settings=config.model_dump(exclude={"task", "proxy", "seed", "budget"})
         | {"batches": scored.batches, "scoring_mode": scored.scoring, "scoring_passes": scored.passes}
-        | {"weights_dtype": str(next(model.parameters()).dtype).removeprefix("torch.")},
+        | {"weights_dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
+        | {"world_size": world_size},  # processes that planned together (heterolora/distributed.py)
         labels=labels or None,
         shortcuts=shortcut_section(model, config, len(scored.shortcut_sites)) if scored.shortcut_sites else None,
         timings=timings,

@@ -17,6 +17,7 @@ from heterolora.init.format import DEFAULT_INIT_VARIANT
 # HTTP schema and the dynamic variant derive from these.
 TASK_TYPES = {"seq-cls": "SEQ_CLS", "causal-lm": "CAUSAL_LM"}  # task -> peft.TaskType
 TASKS = tuple(TASK_TYPES)
+POOLED_HEAD = "PooledSequenceClassifier"  # a seq-cls model that pools as its checkpoint declares (heads.py)
 PROXY_NAMES = ("constant", "grad_norm", "snip", "synflow", "alpha_test", "rank_energy")  # == the registry
 # Proxies that need labelled samples for seq-cls, known without importing torch (the API validates
 # with it); tests/unit/test_schemas.py checks it against the registry's `needs_labels`.

@@ -23,6 +23,7 @@ from heterolora.allocation import choose
 from heterolora.assembly import assemble
 from heterolora.budget import check_plan_budget
 from heterolora.config import AllocationConfig
+from heterolora.distributed import Group, check_agreement
 from heterolora.plans import Plan
 from heterolora.proxies.context import Progress
 from heterolora.scoring import SiteScores, score_sites, scoring_share
@@ -44,6 +45,7 @@ def compute_plan(
     scored: SiteScores | None = None,
     on_scored: Callable[[SiteScores], None] | None = None,
     labels: list[int | str] | None = None,
+    group: Group | None = None,
 ) -> Plan:
     """Plan heterogeneous LoRA ranks for `model` from scoring `batches` (already tokenised).
 
@@ -55,16 +57,20 @@ def compute_plan(
         scored: scores from an earlier call with the same `score_key`, to skip scoring.
         on_scored: receives freshly computed scores (a score cache stores them).
         labels: the class names behind label ids 0..n-1, recorded in the plan.
+        group: the process group when several processes plan together (heterolora/distributed.py):
+            every rank passes the same model, batches and config, and gets rank 0's plan back.
     """
     config = config or AllocationConfig()
     progress = progress or _quiet
     t0 = time.perf_counter()
     space = discover_space(model, config)  # the only walk over the model's modules
     budget = check_plan_budget(model, config, space)
+    if group is not None:
+        check_agreement(group, model, batches, config, model_id, revision)
     computed_here = scored is None
     if scored is None:
         progress(0.0, "scoring")
-        scored = score_sites(model, batches, config, scoring_share(progress), space)
+        scored = score_sites(model, batches, config, scoring_share(progress), space, group)
         if on_scored is not None:
             on_scored(scored)
     progress(0.95, "allocating")
@@ -72,7 +78,10 @@ def compute_plan(
     plan = assemble(
         model, config, space, budget, scored, rank_of,
         model_id=model_id, revision=revision, labels=labels, t0=t0, computed_here=computed_here,
+        world_size=group.world_size if group else 1,
     )  # fmt: skip
+    if group is not None:  # every rank returns rank 0's plan (identical sums give identical plans)
+        plan = group.from_main(plan)
     progress(1.0, "done")
     return plan
 

@@ -55,6 +55,7 @@ ERROR_CODES: dict[str, tuple[int, Kind]] = {
     "timeout": (0, "internal"),
     "cancelled": (0, "conflict"),
     "worker_lost": (0, "internal"),
+    "distributed_failed": (0, "internal"),
     "artifact_too_large": (0, "internal"),
 }
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from heterolora.errors import ConfigError, ModelNotFoundError
+from heterolora.heads import PooledSequenceClassifier, declared_pooling, folder_reader
 
 EMBEDDED_ID = "sentence-transformers/all-MiniLM-L6-v2"
 EMBEDDED_ALIASES = {"minilm", "all-MiniLM-L6-v2", EMBEDDED_ID}
@@ -126,6 +127,10 @@ def load_model(
                 model = AutoModelForSequenceClassification.from_pretrained(
                     source, num_labels=num_labels, ignore_mismatched_sizes=True, **kwargs
                 )
+                # a sentence-transformers checkpoint: pool as it declares, one linear classifier
+                mode = declared_pooling(folder_reader(source) if local else _hub_reader(source, revision))
+                if mode is not None:
+                    model = PooledSequenceClassifier(model, mode)
         except (OSError, ValueError) as exc:
             message = f"cannot load model {model_id!r}: {str(exc).splitlines()[0]}"
             raise ModelNotFoundError(message, field="model_id") from exc
@@ -140,6 +145,17 @@ def load_model(
         model.to(device)
     rev = folder_fingerprint(source) if local else _hub_commit(source, revision)
     return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id, revision=rev)
+
+
+def _hub_reader(repo_id: str, revision: str | None) -> Any:
+    """Read a file of a hub checkpoint from the local HF cache only (None when it is not there)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    def read(name: str) -> str | None:
+        path = try_to_load_from_cache(repo_id, name, revision=revision)
+        return Path(path).read_text() if isinstance(path, str) and Path(path).is_file() else None
+
+    return read
 
 
 def _hub_commit(repo_id: str, revision: str | None) -> str | None:

@@ -16,10 +16,11 @@ from typing import Any
 
 import torch
 
+from heterolora import distributed
 from heterolora.caches import ModelCache, cache_key
 from heterolora.config import AllocationConfig
 from heterolora.engine import compute_plan
-from heterolora.errors import HeteroLoraError
+from heterolora.errors import ConfigError, HeteroLoraError
 from heterolora.loading import LoadedModel, default_device, load_model
 from heterolora.plans import Plan
 from heterolora.proxies.context import Progress
@@ -58,10 +59,16 @@ def plan(
         device, dtype: where and in what the weights are loaded ("cuda:1", "bfloat16"); scoring
             accumulates in float32 whatever the weights' dtype.
         device_map: "auto" spreads a model larger than one GPU over every visible GPU (accelerate).
+
+    Under a launcher (`torchrun`: WORLD_SIZE > 1) the processes plan together, each on its share
+    of the batches, and every rank returns rank 0's plan (heterolora/distributed.py).
     """
     config = config or AllocationConfig(**options)
     report = progress or _quiet
-    device = device or default_device()
+    device = distributed.rank_device(device) or default_device()
+    group = distributed.from_env(device)
+    if group is not None and device_map:
+        raise ConfigError("device_map cannot be combined with several processes: one GPU per rank", field="device_map")
     cache = cache if cache is not None else ModelCache(size=0)  # size 0 keeps nothing
     rows, classes = checked_samples(samples, config)
     report(0.0, "loading model")
@@ -79,9 +86,10 @@ def plan(
             model_id=model,
             revision=loaded.revision,
             progress=lambda f, phase: report(LOADING_SHARE + (1 - LOADING_SHARE) * f, phase),
-            scored=cache.scores(key, score_id),
+            scored=cache.scores(key, score_id) if group is None else None,  # ranks must all score
             on_scored=lambda scored: cache.put_scores(key, score_id, scored),
             labels=classes,
+            group=group,
         )
     except HeteroLoraError:
         raise  # rejected input: raised before the model was touched

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from heterolora.config import AllocationConfig
-from heterolora.errors import DataError
+from heterolora.distributed import Group, fully_sharded
+from heterolora.errors import ConfigError, DataError
 from heterolora.init.build import GradientSource, scoring_source
 from heterolora.proxies import get_proxy
 from heterolora.proxies.context import Progress, ProxyContext, batch_loss
@@ -89,8 +90,10 @@ def score_sites(
     config: AllocationConfig,
     progress: Progress,
     space: SearchSpace,
+    group: Group | None = None,
 ) -> SiteScores:
-    """Run the configured proxy over every candidate site (and shortcut site)."""
+    """Run the configured proxy over every candidate site (and shortcut site). With a process
+    `group`, a shardable proxy scores this rank's share of `batches` and sums over the ranks."""
     spec = get_proxy(config.proxy)
     if spec.needs_data and not batches:
         raise DataError("no scoring batches", field="samples")
@@ -98,19 +101,27 @@ def score_sites(
         raise DataError(f"proxy {config.proxy!r} needs labelled samples", field="samples")
     sites, sc_sites = space.sites, space.shortcut_sites
     ranks = config.scoring_ranks()
+    mode = resolve_scoring(config.scoring, sites + sc_sites, config.scoring_memory_mb)
+    if mode == "exact" and fully_sharded(model):  # FSDP: weight.grad is a shard, X and δ are whole
+        if config.scoring == "exact":
+            raise ConfigError("scoring='exact' reads weight.grad, which FSDP shards: use 'stream'", field="scoring")
+        mode = "stream"
     start = time.perf_counter()
+    shard = group if group is not None and spec.shardable else None
     ctx = ProxyContext(
         model=model,
-        batches=batches,
+        batches=shard.shard(batches) if shard else batches,
         candidates=sites + sc_sites,
         ranks=ranks,
         seed=config.seed,
         progress=progress,
         reference_weight=reference_weight if sc_sites else None,
-        scoring=resolve_scoring(config.scoring, sites + sc_sites, config.scoring_memory_mb),
+        scoring=mode,
         memory_cap_bytes=config.scoring_memory_mb << 20,
         checkpointing=config.gradient_checkpointing,
         oversampling=config.sketch_oversampling,
+        reduce=shard.sum_ if shard else None,
+        total_batches=len(batches),
     )
     # Shortcut sites exist only while scoring, as zero probes (see heterolora/shortcuts/modules.py).
     with warmed_up_head(model, batches, config.head_warmup_steps, config.seed), scoring_probes(model, sc_sites):

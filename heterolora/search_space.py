@@ -123,7 +123,8 @@ def model_info(
 
 
 def head_modules(model: nn.Module) -> list[str]:
-    """Names of the task head (trained as modules_to_save): classifier/score, and a BERT pooler."""
+    """Names of the task head (trained as modules_to_save): classifier/score, and a BERT pooler (none
+    when the model pools as its checkpoint declares, heterolora.heads)."""
     prefix = getattr(model, "base_model_prefix", "")
     names = [
         n for n, m in model.named_children() if n != prefix and n != "lm_head" and any(True for _ in m.parameters())

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from heterolora.config import POOLED_HEAD
 from heterolora.errors import ConfigError
 from heterolora.plans import Plan
 
@@ -55,10 +56,15 @@ class ServingCheck:
 
 
 def check_vllm(
-    peft_config: Mapping[str, Any], *, max_lora_rank: int = VLLM_DEFAULT_MAX_LORA_RANK, shortcuts: int = 0
+    peft_config: Mapping[str, Any],
+    *,
+    max_lora_rank: int = VLLM_DEFAULT_MAX_LORA_RANK,
+    shortcuts: int = 0,
+    pooled_head: bool = False,
 ) -> ServingCheck:
     """Check LoraConfig fields (a plan's `peft` section or a saved adapter_config.json) against
-    vLLM's rules for a server started with `--max-lora-rank max_lora_rank`."""
+    vLLM's rules for a server started with `--max-lora-rank max_lora_rank`. `pooled_head`: the model
+    pools as its checkpoint declares (heterolora.heads), which vLLM's seq-cls models do not."""
     if max_lora_rank not in VLLM_MAX_LORA_RANKS:
         raise ConfigError(
             f"vLLM accepts --max-lora-rank only in {list(VLLM_MAX_LORA_RANKS)}, not {max_lora_rank}",
@@ -81,6 +87,11 @@ def check_vllm(
             f"modules_to_save {extra}: vLLM takes only a classifier/score head; "
             "train with apply_plan(..., train_head=False) or serve with PEFT"
         )
+    if pooled_head:
+        check.problems.append(
+            "the classifier reads the pooling the checkpoint declares (e.g. mean over tokens); vLLM's "
+            "seq-cls model pools its own way ([CLS] and the encoder's pooler): serve with PEFT or heterolora"
+        )
     if shortcuts:
         check.problems.append(f"{shortcuts} shortcut modules: vLLM loads PEFT LoRA only; load with heterolora")
     if peft_config.get("use_rslora") and len(set(ranks)) > 1:
@@ -96,7 +107,8 @@ def check_vllm(
 def check_plan(plan: Plan, stack: str = "vllm", *, max_lora_rank: int = VLLM_DEFAULT_MAX_LORA_RANK) -> ServingCheck:
     _known(stack)
     used = sum(1 for m in plan.shortcut_modules if m.rank > 0)
-    return check_vllm(plan.peft.model_dump(), max_lora_rank=max_lora_rank, shortcuts=used)
+    pooled = plan.task == "seq-cls" and plan.model.architecture == POOLED_HEAD
+    return check_vllm(plan.peft.model_dump(), max_lora_rank=max_lora_rank, shortcuts=used, pooled_head=pooled)
 
 
 def check_adapter(
@@ -108,10 +120,12 @@ def check_adapter(
 
     directory = Path(directory)
     config = json.loads((directory / "adapter_config.json").read_text())
-    shortcuts = 0
+    shortcuts, pooled = 0, False
     if (directory / PLAN_FILE).is_file():
-        shortcuts = sum(1 for m in Plan.load(directory / PLAN_FILE).shortcut_modules if m.rank > 0)
-    return check_vllm(config, max_lora_rank=max_lora_rank, shortcuts=shortcuts)
+        plan = Plan.load(directory / PLAN_FILE)
+        shortcuts = sum(1 for m in plan.shortcut_modules if m.rank > 0)
+        pooled = plan.task == "seq-cls" and plan.model.architecture == POOLED_HEAD
+    return check_vllm(config, max_lora_rank=max_lora_rank, shortcuts=shortcuts, pooled_head=pooled)
 
 
 def _known(stack: str) -> None:

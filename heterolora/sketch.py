@@ -164,6 +164,10 @@ class Sketches:
     def nbytes(self) -> int:
         return sum(s.nbytes for s in self.sites.values()) + self.test_matrix_bytes
 
+    def accumulators(self) -> list[torch.Tensor]:
+        """Every tensor the batches add into (Y and Z, or a dense G, per site): what ranks sum."""
+        return [t for s in self.sites.values() for t in ((s.g,) if isinstance(s, DenseSite) else (s.y, s.z))]
+
     def top(self, rank: int | None = None) -> dict[str, LowRank]:
         """Per site: the top `rank` (default: the sketch's rank) singular values and vectors of G."""
         return {name: site.top(rank or self.rank) for name, site in self.sites.items()}

@@ -127,6 +127,13 @@ class WorkerSettings(CommonSettings):
         description="'auto': spread each model over every GPU this worker sees (accelerate); run one "
         "worker per host (or per GPU group) then, not one per GPU. docs/service.md.",
     )
+    worker_procs: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Processes per job: above 1, each job runs on that many ranks (torch's elastic launcher; "
+        "one GPU each, or CPU with gloo). docs/performance.md, Distributed planning.",
+    )
     soft_time_limit_s: int = Field(default=1800, gt=0, description="Job gets SoftTimeLimitExceeded after this.")
     time_limit_s: int = Field(default=1900, gt=0, description="Job process is killed after this.")
     visibility_timeout_s: int = Field(
@@ -145,6 +152,8 @@ class WorkerSettings(CommonSettings):
         # A visibility timeout below the hard limit would hand a running job to a second worker.
         if not self.soft_time_limit_s < self.time_limit_s < self.visibility_timeout_s:
             raise ValueError("need soft_time_limit_s < time_limit_s < visibility_timeout_s")
+        if self.worker_procs > 1 and self.device_map:
+            raise ValueError("worker_procs > 1 gives each rank its own device: unset device_map")
         return self
 
 

@@ -18,7 +18,7 @@ import torch
 from benchmarks.quality.arms import FAMILY_RECIPE, INIT_ARMS, ArmSpec, alpha_mode, build_arm, family_of, kind_of
 from benchmarks.quality.data import Encoded, bucketed_order, collate, encode, eval_batches, holdout_split, load_rows
 from benchmarks.quality.data import subset as take
-from benchmarks.quality.head import MeanPoolClassifier
+from benchmarks.quality.head import mean_head
 from heterolora.loading import load_model
 from heterolora.samples import make_batches
 from heterolora.search_space import head_modules
@@ -39,8 +39,8 @@ class Settings:
     train_limit: int | None = None  # quick mode: a tiny subset
     eval_limit: int | None = None
     pilot: bool = False  # train on 2/3 of train, evaluate on the other 1/3 (never on validation)
-    head: str = "shipped"  # "shipped": the head apply_plan trains on the model as loaded (BERT pooler +
-    # classifier on MiniLM); "mean": the round 1-2 head, masked mean pooling + classifier (docs/quality.md)
+    head: str = "shipped"  # "shipped": the head apply_plan trains on the model as loaded (for MiniLM: mean pooling +
+    # classifier, as the checkpoint declares); "mean": masked mean pooling + classifier on any model (docs/quality.md)
     threads: int = 1
     device: str = "auto"  # auto: cuda when available
 
@@ -181,7 +181,7 @@ def run_one(
     loaded = load_model("minilm", "seq-cls", num_labels=2)  # seeds the new head itself: one init for all arms and seeds
     tok, model = loaded.tokenizer, loaded.model
     if settings.head == "mean":
-        model = MeanPoolClassifier(model)
+        model = mean_head(model)
     model.to(device)
     scoring = make_batches(
         train_rows, tok, task="seq-cls", batch_size=8, num_batches=settings.scoring_batches,

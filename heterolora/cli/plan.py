@@ -4,6 +4,8 @@ plans back."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -127,10 +129,11 @@ def plan_cmd(**kw: Any) -> None:
     if budget is not None:
         options["budget"] = budget
     bar = None
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 alone reports and writes
     try:
         config = AllocationConfig(**options)
         samples = read_samples(kw["data"]) if kw["data"] else None
-        bar = ProgressBar()
+        bar = ProgressBar() if main_rank else None
         start = time.perf_counter()
         if kw["server"]:  # same request, computed by the service (heterolora/cli/remote.py)
             from heterolora.cli.remote import plan_on_server, remote_samples
@@ -143,7 +146,10 @@ def plan_cmd(**kw: Any) -> None:
         else:
             place = {"device": kw["device"], "dtype": kw["dtype"], "device_map": kw["device_map"]}
             result = plan(kw["model"], samples, config, progress=bar, **place)
-        bar.close()
+            if not main_rank:
+                return
+        if bar is not None:
+            bar.close()
         bar = None
     except HeteroLoraError as exc:
         raise click.ClickException(exc.message) from None
@@ -152,6 +158,9 @@ def plan_cmd(**kw: Any) -> None:
     finally:
         if bar is not None:
             bar.close()
+        launched = sys.modules.get("heterolora.distributed")  # loaded only when a plan ran here
+        if launched is not None:
+            launched.release()
     if kw["out"]:
         save_plan(result, kw["out"])
     if kw["plot"]:

@@ -133,7 +133,7 @@ def scoring_source(ctx: ProxyContext, sites: list[Candidate]) -> GradientSource:
     """The LoRA sites' gradients as the scoring pass left them (shared with the proxy; a proxy that
     computed neither costs one more pass): dense in exact mode, sketched (k = o·max(ctx.ranks) + 1
     columns, see heterolora/sketch.py) in stream mode."""
-    n, seed = len(ctx.batches), ctx.seed
+    n, seed = ctx.num_batches, ctx.seed
     if ctx.scoring == "exact":
         grads = ctx.weight_grads()
         return GradientSource(n, seed, grads={c.name: grads[c.name] for c in sites})

@@ -46,6 +46,10 @@ class ProxyContext:
     checkpointing: bool = False  # gradient checkpointing during the streamed passes
     oversampling: int = DEFAULT_SKETCH_OVERSAMPLING  # sketch width k = oversampling·max(ranks) + 1
     passes: int = 0  # passes over the K batches that scoring took (recorded in the plan)
+    # Distributed planning (heterolora/distributed.py): `batches` is this rank's shard of
+    # `total_batches`, and `reduce` sums accumulators over the ranks in place.
+    reduce: Callable[[list[torch.Tensor]], None] | None = None
+    total_batches: int | None = None
     _grads: dict[str, torch.Tensor] | None = field(default=None, repr=False)
     _sketches: Sketches | None = field(default=None, repr=False)
 
@@ -67,6 +71,7 @@ class ProxyContext:
         Computed once and shared by every gradient proxy."""
         if self._grads is None:
             self._grads = accumulate_grads(self)
+            self._sum(list(self._grads.values()))
             self.passes += 1
         return self._grads
 
@@ -84,6 +89,7 @@ class ProxyContext:
                 devices=devices,
             )
             self._stream(self._sketches.sites)
+            self._sum(self._sketches.accumulators())
         return self._sketches
 
     def grad_groups(
@@ -99,6 +105,8 @@ class ProxyContext:
         for group in groups_under(self.candidates, self.memory_cap_bytes):
             sites = {c.name: DenseSite(c.d_out, c.d_in, devices.get(c.name, self.device)) for c in group}
             self._stream(sites, batches, loss)
+            if batches is None:  # the (sharded) scoring batches; a caller's own batches are whole
+                self._sum([site.g for site in sites.values()])
             yield {name: site.g for name, site in sites.items()}
 
     def _stream(self, sites: dict, batches: list | None = None, loss: Loss | None = None) -> None:
@@ -110,6 +118,15 @@ class ProxyContext:
 
         stream(self.model, batches, sites, loss or self._loss, step, self.checkpointing)
         self.passes += 1
+
+    @property
+    def num_batches(self) -> int:
+        """Scoring batches over all ranks (this process's `batches` in a single process)."""
+        return len(self.batches) if self.total_batches is None else self.total_batches
+
+    def _sum(self, tensors: list[torch.Tensor]) -> None:
+        if self.reduce is not None:
+            self.reduce(tensors)
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return batch_loss(self.model, batch)

@@ -13,7 +13,7 @@ from heterolora.proxies.context import ProxyContext, Scores
 from heterolora.proxies.registry import register_proxy
 
 
-@register_proxy("grad_norm", needs_labels=True)
+@register_proxy("grad_norm", needs_labels=True, shardable=True)
 def grad_norm(ctx: ProxyContext) -> Scores:
     if ctx.scoring == "stream":
         return {name: site.frobenius() for name, site in ctx.sketches().sites.items()}

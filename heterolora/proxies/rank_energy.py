@@ -17,7 +17,7 @@ from heterolora.proxies.registry import register_proxy
 from heterolora.sketch import DenseSite
 
 
-@register_proxy("rank_energy", needs_labels=True)
+@register_proxy("rank_energy", needs_labels=True, shardable=True)
 def rank_energy(ctx: ProxyContext) -> Scores:
     top = max(ctx.ranks)
     if ctx.scoring == "stream":

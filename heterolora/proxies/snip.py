@@ -11,7 +11,7 @@ from heterolora.proxies.context import ProxyContext, Scores
 from heterolora.proxies.registry import register_proxy
 
 
-@register_proxy("snip", needs_labels=True)
+@register_proxy("snip", needs_labels=True, shardable=True)
 def snip(ctx: ProxyContext) -> Scores:
     by_name = {c.name: c for c in ctx.candidates}
     scores = {}

@@ -52,7 +52,7 @@ def check_exposure(settings: Any, host: str) -> str | None:
             f"WARNING: authentication is disabled (HETEROLORA_AUTH=disabled): anyone who reaches {host} can use the API"
         )
     if not is_loopback(host):
-        raise Exposed(f"{NO_KEYS}: refusing to serve on {host}, which other machines may reach. {HOW_TO}")
+        raise Exposed(f"no API keys: refusing to serve on {host}, which other machines may reach. {HOW_TO}")
     return f"WARNING: {NO_KEYS}: serving on loopback {host} only, without authentication"
 
 

@@ -23,6 +23,7 @@ from heterolora.schemas import AllocateRequest
 from service.errors import Unavailable
 from service.jobs.artifacts import ArtifactStore, ArtifactTooLarge
 from service.jobs.metrics import JobStats
+from service.jobs.ranks import run_on_ranks
 from service.jobs.records import JobError, cancel_key
 from service.jobs.run import JobCancelled, run_request
 from service.jobs.store import Store
@@ -125,10 +126,15 @@ def run_job(
     event("job started", job_id=job_id, key=key_name, model=request.model_id)
     status, code = "failed", "internal_error"
     try:
-        plan = run_request(
-            request, cache=cache, device=settings.device, dtype=settings.dtype, device_map=settings.device_map,
-            progress=progress,
-        )  # fmt: skip
+        if settings.worker_procs > 1:  # one job over several processes (service/jobs/ranks.py)
+            plan = run_on_ranks(
+                request, settings.worker_procs, device=settings.device, dtype=settings.dtype, progress=progress
+            )
+        else:
+            plan = run_request(
+                request, cache=cache, device=settings.device, dtype=settings.dtype, device_map=settings.device_map,
+                progress=progress,
+            )  # fmt: skip
         if plan.init_data is not None:  # the file the plan's init.sha256 names
             artifacts.put(job_id, plan.init_data)
         status, code = "succeeded", ""

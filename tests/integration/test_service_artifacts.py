@@ -131,9 +131,11 @@ def test_cli_plan_and_show_on_server_save_the_verified_init_file(
     refused = CliRunner().invoke(main, ["plan", *fast, *server, "--out", str(tmp_path / "a-file" / "p.json")])
     assert refused.exit_code == 2 and "--out" in refused.output and "job " not in refused.output
     # ... and one that fails only when written (a full disk): one Error line, the plan kept elsewhere.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "temp"))  # the fallback lands here
+    (tmp_path / "temp").mkdir()
     full = CliRunner().invoke(main, ["show", job_id, *server, "--out", "/dev/full"])
     assert full.exit_code == 1 and "Traceback" not in full.output
     (line,) = [x for x in full.output.splitlines() if x.startswith("Error:")]
     kept = Path(line.split("saved to ")[1].split(" instead")[0])
-    assert "No space left on device" in line and kept.parent == Path(tempfile.gettempdir())
+    assert "No space left on device" in line and kept.parent == tmp_path / "temp"
     assert Plan.load(kept).init_data == plan.init_data

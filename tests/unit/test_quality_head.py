@@ -1,16 +1,16 @@
-"""The benchmark's mean-pooling head on a tiny BERT: padding is ignored, the engine sees one head."""
+"""The benchmark's mean-pooling head (heterolora.heads) on a tiny BERT: padding is ignored, the engine sees one head."""
 
 from __future__ import annotations
 
 import torch
 from conftest import random_batches, tiny_model
 
-from benchmarks.quality.head import MeanPoolClassifier
+from benchmarks.quality.head import mean_head
 from heterolora.search_space import discover, head_modules
 
 
 def test_mean_pooling_ignores_padding_and_gives_a_loss() -> None:
-    model = MeanPoolClassifier(tiny_model("bert")).eval()
+    model = mean_head(tiny_model("bert")).eval()
     batch = random_batches(n=1)[0]
     out = model(**batch)
     assert out.logits.shape == (4, 2) and torch.isfinite(out.loss)
@@ -22,14 +22,14 @@ def test_mean_pooling_ignores_padding_and_gives_a_loss() -> None:
 def test_head_is_the_classifier_only_and_sites_are_unchanged() -> None:
     base = tiny_model("bert")
     sites = [c.name for c in discover(base)]
-    model = MeanPoolClassifier(base)
+    model = mean_head(base)
     assert head_modules(model) == ["classifier"]
     assert [c.name for c in discover(model)] == sites and len(sites) == 12
     assert sum(p.numel() for p in model.classifier.parameters()) == 32 * 2 + 2
 
 
 def test_inputs_embeds_path_used_by_synflow() -> None:
-    model = MeanPoolClassifier(tiny_model("bert")).eval()
+    model = mean_head(tiny_model("bert")).eval()
     embeds = torch.ones(1, 5, 32)
     assert model(inputs_embeds=embeds).logits.shape == (1, 2)
     assert model.get_input_embeddings() is model.bert.embeddings.word_embeddings
@@ -41,7 +41,7 @@ def test_arms_go_through_apply_plan_with_the_plan_head() -> None:
     from benchmarks.quality.arms import ArmSpec, budget_limit, build_arm
 
     for name, head in (("uniform_all", ["classifier", "bert.pooler"]), ("random", ["classifier"])):
-        model = tiny_model("bert") if name == "uniform_all" else MeanPoolClassifier(tiny_model("bert"))
+        model = tiny_model("bert") if name == "uniform_all" else mean_head(tiny_model("bert"))
         limit = budget_limit(model)
         peft_model, _, ranks = build_arm(ArmSpec(name), model, random_batches(n=2), seed=0)
         plan = peft_model.heterolora_plan

@@ -66,17 +66,18 @@ def capped_plan(minilm: tuple[LoadedModel, list[dict[str, torch.Tensor]]]) -> Pl
 def test_max_rank_caps_what_vllm_needs(capped_plan: Plan) -> None:
     check = check_plan(capped_plan, max_lora_rank=8)
     assert capped_plan.max_rank <= 8 and check.max_rank == capped_plan.max_rank and check.needed_max_lora_rank <= 8
-    # The seq-cls plan trains the BERT pooler as well as the classifier: vLLM cannot take that head.
-    assert check.problems == [check.problems[0]] and "bert.pooler" in check.problems[0]
-    headless = capped_plan.model_copy(update={"peft": capped_plan.peft.model_copy(update={"modules_to_save": None})})
-    assert check_plan(headless, max_lora_rank=8).ok
+    # MiniLM's seq-cls model mean-pools as its checkpoint declares: vLLM's seq-cls model pools [CLS].
+    assert check.problems == [check.problems[0]] and "pooling the checkpoint declares" in check.problems[0]
+    bert = capped_plan.model.model_copy(update={"architecture": "BertForSequenceClassification"})
+    assert check_plan(capped_plan.model_copy(update={"model": bert}), max_lora_rank=8).ok
 
 
 def test_show_check_vllm_exit_status(capped_plan: Plan, tmp_path: Path) -> None:
     peft_ok = capped_plan.peft.model_copy(update={"modules_to_save": ["classifier"]})
-    ok_file = capped_plan.model_copy(update={"peft": peft_ok}).save(tmp_path / "ok.json")
+    bert = capped_plan.model.model_copy(update={"architecture": "BertForSequenceClassification"})  # [CLS] head
+    ok_file = capped_plan.model_copy(update={"peft": peft_ok, "model": bert}).save(tmp_path / "ok.json")
     big = dict.fromkeys(capped_plan.peft.rank_pattern, 8) | {next(iter(capped_plan.peft.rank_pattern)): 64}
-    big_file = capped_plan.model_copy(update={"peft": peft_ok.model_copy(update={"rank_pattern": big})})
+    big_file = capped_plan.model_copy(update={"peft": peft_ok.model_copy(update={"rank_pattern": big}), "model": bert})
     big_file = big_file.save(tmp_path / "big.json")
     runner = CliRunner()
     ok = runner.invoke(main, ["show", str(ok_file), "--check", "vllm"])
@@ -125,6 +126,8 @@ def test_trained_adapter_config_resolves_every_rank(capped_plan: Plan, tmp_path:
     for name, p in reloaded.named_parameters():
         if "lora_" in name:
             assert torch.equal(p, trained_b[name]), name
+    assert check_adapter(tmp_path, max_lora_rank=8).ok  # PEFT's files alone do not say how the head pools
+    plan.save(tmp_path / "plan.json")  # as heterolora.save_adapted writes it
     served = check_adapter(tmp_path, max_lora_rank=8)
     assert served.max_rank == plan.max_rank and served.problems == [served.problems[0]]
-    assert "bert.pooler" in served.problems[0]  # the head PEFT saved, as the plan said
+    assert "pooling the checkpoint declares" in served.problems[0]  # read from the plan saved beside it
