@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from heterolora.init.apply import LearningRateWarning as LearningRateWarning
     from heterolora.init.apply import check_optimizer as check_optimizer
     from heterolora.init.build import init_for_ranks as init_for_ranks
+    from heterolora.loading import load_model as load_model
+    from heterolora.optim import make_optimizer as make_optimizer
     from heterolora.planner import plan as plan
 
 _deprecated.install()  # old import paths still work for one release, with a warning
@@ -34,6 +36,8 @@ _LAZY = {
     "check_optimizer": "heterolora.init.apply",
     "LearningRateWarning": "heterolora.init.apply",
     "init_for_ranks": "heterolora.init.build",
+    "load_model": "heterolora.loading",
+    "make_optimizer": "heterolora.optim",
 }
 
 
@@ -56,6 +60,8 @@ __all__ = [
     "compute_plan",
     "init_for_ranks",
     "load_adapted",
+    "load_model",
+    "make_optimizer",
     "plan",
     "save_adapted",
 ]

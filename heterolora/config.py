@@ -41,6 +41,7 @@ MAX_PARAMS = 10**12  # a parameter budget beyond any model's size is a typo
 MAX_LAYERS = 1024
 MAX_SEED = 2**32 - 1
 MAX_ALPHA_RATIO = 1024.0
+MAX_LORA_PLUS_RATIO = 64.0  # LoRA+ uses 16-20; far beyond is a typo
 DEFAULT_SKETCH_OVERSAMPLING = 2  # sketch width k = 2·r_max + 1 (Tropp et al. 2017); docs/proxies.md
 
 Task = Literal[TASKS]  # type: ignore[valid-type]
@@ -227,7 +228,22 @@ class AllocationConfig(_Strict):
         description="Gradient init: gora (base untouched) or lora_ga (function-preserving).",
     )
     learning_rate: float | None = Field(
-        default=None, gt=0, le=1, description="Learning rate the init is built for (default 1e-3 for both variants)."
+        default=None,
+        gt=0,
+        le=1,
+        description="Training rate of the A matrices, recorded in the plan's training section (default 1e-3); "
+        "a gradient init with init_step='learning_rate' is built for it.",
+    )
+    lora_plus_ratio: float = Field(
+        default=1.0,
+        ge=1,
+        le=MAX_LORA_PLUS_RATIO,
+        description="LoRA+: B matrices train at this many times the rate (training section).",
+    )
+    init_step: Literal["line_search", "learning_rate"] = Field(
+        default="line_search",
+        description="gora init's step size: a line search on a scoring batch (candidates 0.8^k down to 1e-5, "
+        "forward passes only; 0 if none lowers the loss), or the learning rate.",
     )
 
     @field_validator("rank_set")

@@ -76,7 +76,7 @@ def compute_plan(
     progress(0.95, "allocating")
     rank_of = choose(scored, config, budget)
     plan = assemble(
-        model, config, space, budget, scored, rank_of,
+        model, config, space, budget, scored, rank_of, batches,
         model_id=model_id, revision=revision, labels=labels, t0=t0, computed_here=computed_here,
         world_size=group.world_size if group else 1,
     )  # fmt: skip

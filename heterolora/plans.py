@@ -17,8 +17,9 @@ from heterolora._version import __version__
 from heterolora.config import LORA_TYPES, SHORTCUT_TYPES, TASK_TYPES, BudgetKind
 from heterolora.errors import PlanError
 from heterolora.init.format import InitInfo, verify_artifact
+from heterolora.training import TrainingInfo
 
-SCHEMA_VERSION = "1.2"  # 1.1 added `labels`, 1.2 `init`; 1.0 and 1.1 plans still load
+SCHEMA_VERSION = "1.3"  # 1.1 added `labels`, 1.2 `init`, 1.3 `training`; older plans still load
 PLAN_ATTR = "heterolora_plan"  # where apply_plan / load_adapted keep the plan on a model
 
 
@@ -119,6 +120,9 @@ class Plan(_Model):
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds per phase.")
     # ---- gradient init (heterolora/init/build.py): section + tensor file bytes ----
     init: InitInfo | None = Field(default=None, description="LoRA A/B init carried by the plan (plan-format.md).")
+    training: TrainingInfo | None = Field(
+        default=None, description="The training recipe the plan's evidence was measured with (make_optimizer)."
+    )
     _init_data: bytes | None = PrivateAttr(default=None)
     _job_id: str | None = PrivateAttr(default=None)
 
@@ -145,7 +149,10 @@ class Plan(_Model):
 
     @property
     def recommended_learning_rate(self) -> float | None:
-        """The learning rate the plan's init was built for (None: standard init, no advice)."""
+        """The plan's training rate (its training section), else the one its init was built for
+        (None: a plan from before the training section with standard init, no advice)."""
+        if self.training is not None:
+            return self.training.learning_rate
         if self.init is not None:
             return self.init.recommended_learning_rate
         return self.settings.get("learning_rate")
@@ -311,6 +318,8 @@ def rank_table(plan: Plan) -> str:
         f"budget {b.kind}: used {b.used:,} of {b.limit:,} parameters ({100 * b.used / max(b.limit, 1):.1f}%), "
         f"max rank {plan.max_rank}, proxy {plan.proxy}"
     )
+    if plan.training is not None:
+        lines.append(plan.training.summary())
     return "\n".join(lines)
 
 

@@ -25,8 +25,9 @@ from heterolora.apply import apply_plan
 from heterolora.budget import resolve_limit
 from heterolora.config import PROXY_NAMES, AllocationConfig
 from heterolora.engine import compute_plan
-from heterolora.init.build import init_for_plan
+from heterolora.init.step import init_for_plan
 from heterolora.plans import Plan, build_peft_kwargs
+from heterolora.scoring import warmed_up_head
 from heterolora.search_space import discover
 
 ALL_TYPES = ["q", "k", "v", "o", "up", "down"]
@@ -40,16 +41,18 @@ UNIFORM_ARMS = ("uniform_all", "uniform_all_init", "uniform_recipe", "uniform_in
 # The round-4 recipe's alpha mode (docs/quality.md, "Round 4 protocol"): rsLoRA, scaling alpha / sqrt(r)
 # with one alpha for every module, 2 sqrt(2), so a rank-2 module keeps the constant mode's scale (2).
 RSLORA_ARMS = ("uniform_recipe", "heterolora", "heterolora_init", "uniform_init")
-RSLORA_ALPHA = ALPHA_RATIO * math.sqrt(2)
-ENGINE_RSLORA_FACTOR = 8  # the engine's rsLoRA alpha is alpha_ratio * 8 (heterolora.engine)
+RSLORA_ALPHA = ALPHA_RATIO * math.sqrt(2)  # what the engine's rsLoRA gives a `like` r = 2 budget
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """How a family trains: the A rate and the LoRA+ ratio (B rate / A rate; 1 = plain AdamW)."""
+    """How a family trains: the A rate and the LoRA+ ratio (B rate / A rate; 1 = plain AdamW); for
+    the init family also the gora step rule and the head warm-up before the gradient."""
 
     lr: float
     ratio: float = 1.0
+    init_step: str = "line_search"
+    warmup: int = 0
 
 
 # Recipe per family (docs/quality.md, "Round 4 protocol"): the round-3 rates until the round-4 hold-out
@@ -141,6 +144,18 @@ def alpha_mode(name: str) -> str:
     return "rslora" if name in RSLORA_ARMS else "constant"
 
 
+def arm_options(spec: ArmSpec) -> dict[str, Any]:
+    """The arm's AllocationConfig overrides, with the init family's step rule and warm-up filled in
+    for the round-4 init arms (round 3's uniform_all_init took its step from the rate, no warm-up)."""
+    options = spec.config_options()
+    if spec.name in INIT_ARMS:
+        recipe = FAMILY_RECIPE["init"]
+        round3 = spec.name == "uniform_all_init"
+        options.setdefault("init_step", "learning_rate" if round3 else recipe.init_step)
+        options.setdefault("head_warmup_steps", 0 if round3 else recipe.warmup)
+    return options
+
+
 def budget_limit(model: nn.Module) -> int:
     return resolve_limit(AllocationConfig(budget=BUDGET), discover(model))
 
@@ -191,7 +206,7 @@ def arm_plan(
 ) -> Plan:
     """The Plan an arm applies: the engine's plan for planned arms, engine-framed ranks for the others.
     `lr` is the rate the arm trains at: a gradient init is built for it (its step size depends on it)."""
-    options = spec.config_options()
+    options = arm_options(spec)
     name = spec.name
     rslora = name in RSLORA_ARMS
     if name in INIT_ARMS:  # the plan carries the init; apply_plan initialises from it (gradient-init issue)
@@ -206,7 +221,10 @@ def arm_plan(
         plan = with_ranks(frame, uniform_ranks(model, ALL_TYPES, 2), "uniform", rslora)
         if name in INIT_ARMS:  # the init of these ranks, from the arm's scoring batches
             init.pop("init")
-            plan = init_for_plan(model, scoring, plan, **{k.removeprefix("init_"): v for k, v in init.items()})
+            kwargs = {k.removeprefix("init_"): v for k, v in init.items()}
+            warmup = int(options.get("head_warmup_steps", 0))  # as compute_plan does before its gradient
+            with warmed_up_head(model, scoring, warmup, seed):
+                plan = init_for_plan(model, scoring, plan, **kwargs, init_step=options["init_step"])
         return plan
     if name == "random":
         return with_ranks(template_plan(model, seed), random_ranks(model, AllocationConfig(**options), seed), "random")
@@ -217,10 +235,9 @@ def arm_plan(
         options.setdefault("proxy", name.removeprefix("heterolora_"))
     if name == "heterolora_shortcuts":
         options["shortcuts"] = True
-    if rslora and name in INIT_ARMS:  # the init is built for the final scaling: rsLoRA from the start
-        options.update(use_rslora=True, alpha_ratio=RSLORA_ALPHA / ENGINE_RSLORA_FACTOR)
-    plan = compute_plan(model, scoring, AllocationConfig(budget=budget, seed=seed, **options))
-    return with_ranks(plan, plan.ranks, plan.proxy, rslora=True) if rslora and plan.init is None else plan
+    if rslora:  # the product's rsLoRA: one alpha, 2 sqrt(2) at this budget (RSLORA_ALPHA)
+        options["use_rslora"] = True
+    return compute_plan(model, scoring, AllocationConfig(budget=budget, seed=seed, **options))
 
 
 def build_arm(

@@ -15,7 +15,16 @@ from typing import Any
 
 import torch
 
-from benchmarks.quality.arms import FAMILY_RECIPE, INIT_ARMS, ArmSpec, alpha_mode, build_arm, family_of, kind_of
+from benchmarks.quality.arms import (
+    FAMILY_RECIPE,
+    INIT_ARMS,
+    ArmSpec,
+    alpha_mode,
+    arm_options,
+    build_arm,
+    family_of,
+    kind_of,
+)
 from benchmarks.quality.data import Encoded, bucketed_order, collate, encode, eval_batches, holdout_split, load_rows
 from benchmarks.quality.data import subset as take
 from benchmarks.quality.head import mean_head
@@ -64,14 +73,14 @@ def run_label(arm_label: str, settings: Settings) -> str:
 
 def training_settings(spec: ArmSpec, settings: Settings) -> dict[str, Any]:
     """The recipe one run trained with (the report's per-arm `training`)."""
-    options = spec.config_options()
+    options = arm_options(spec)
     init = spec.name in INIT_ARMS
     return {
         "learning_rate": settings.lr,
         "lora_plus_ratio": settings.ratio,
         "alpha_mode": alpha_mode(spec.name),
         "init": "gradient" if init else "zero",
-        "init_step": options.get("init_step", "learning_rate") if init else None,
+        "init_step": options["init_step"] if init else None,
         "head_warmup_steps": int(options.get("head_warmup_steps", 0)),
     }
 

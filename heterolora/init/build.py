@@ -20,7 +20,6 @@ through a `GradientSource`: in exact mode a seeded randomized SVD of the dense a
 from __future__ import annotations
 
 import math
-import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -279,28 +278,17 @@ def _one_pass_init(
     learning_rate: float | None,
     seed: int,
 ) -> InitArtifact:
+    source = gradient_pass(model, batches, sites, seed)
+    return build_init(source, sites, variant=variant, seed=seed, learning_rate=learning_rate)
+
+
+def gradient_pass(
+    model: nn.Module, batches: list[dict[str, torch.Tensor]], sites: list[InitSite], seed: int
+) -> GradientSource:
+    """One gradient pass over `batches` for `sites` (exact or streamed, as scoring would choose)."""
     names = {s.name for s in sites}
     cands = [c for c in discover(model) if c.name in names]
     r_max = max((s.rank for s in sites), default=1)
     scoring = resolve_scoring("auto", cands, AllocationConfig.model_fields["scoring_memory_mb"].default)
     ctx = ProxyContext(model=model, batches=batches, candidates=cands, ranks=[r_max], seed=seed, scoring=scoring)
-    return build_init(scoring_source(ctx, cands), sites, variant=variant, seed=seed, learning_rate=learning_rate)
-
-
-def init_for_plan(
-    model: nn.Module,
-    batches: list[dict[str, torch.Tensor]],
-    plan: Plan,
-    *,
-    variant: InitVariant = DEFAULT_INIT_VARIANT,
-    learning_rate: float | None = None,
-    seed: int | None = None,
-) -> Plan:
-    """`plan` with a gradient init added, from one gradient pass over `batches`."""
-    t0 = time.perf_counter()
-    seed = plan.seed if seed is None else seed
-    sites = plan_sites(plan)
-    artifact = _one_pass_init(model, batches, sites, variant=variant, learning_rate=learning_rate, seed=seed)
-    out = attach_init(plan, artifact)
-    out.timings = {**plan.timings, "init_s": round(time.perf_counter() - t0, 4)}
-    return out
+    return scoring_source(ctx, cands)

@@ -55,6 +55,8 @@ def test_worker_stores_and_api_serves_the_init_file(stack: Stack) -> None:
         gone = http.get(f"/jobs/{failed['job_id']}/adapter.safetensors")
         assert (gone.status_code, gone.json()["error"]["code"]) == (404, "artifact_not_found")
         assert "failed" in gone.json()["error"]["message"]
+        drawn = http.get(f"/jobs/{failed['job_id']}/heatmap.png")  # nor a plan to draw
+        assert (drawn.status_code, drawn.json()["error"]["code"]) == (404, "artifact_not_found")
         # A plan without init has no file; an unknown job is a 404 like GET /jobs/{id}.
         zero = wait_job(http, http.post("/allocate", json=_request(stack.tiny)).json()["job_id"])
         none = http.get(f"/jobs/{zero['job_id']}/adapter.safetensors")

@@ -105,4 +105,4 @@ def test_a_schema_1_0_plan_without_labels_still_loads() -> None:
         "peft": {"r": 8, "lora_alpha": 16, "target_modules": [], "rank_pattern": {}, "alpha_pattern": {}},
     }
     plan = Plan.from_dict(old)
-    assert plan.labels is None and plan.schema_version == "1.0" and SCHEMA_VERSION == "1.2"
+    assert plan.labels is None and plan.schema_version == "1.0" and SCHEMA_VERSION == "1.3"

@@ -80,7 +80,7 @@ def test_gora_step0_is_one_projected_gradient_step(arch: str) -> None:
     lr = 0.05
     # Rank 16 only: the factors keep 2 * 16 = 32 = all singular triplets of these d=32 sites (Ḡ is
     # G's top 2r, docs/plan-format.md), so the file must match the exact gradient.
-    plan, batches = _plan(arch, init_variant="gora", learning_rate=lr, rank_set=[16])
+    plan, batches = _plan(arch, init_variant="gora", learning_rate=lr, init_step="learning_rate", rank_set=[16])
     assert plan.init.variant == "gora" and not plan.init.base_correction
     peft_model = apply_plan(tiny_model(arch), plan, learning_rate=lr)
     _assert_factors_equal_file(peft_model, plan)

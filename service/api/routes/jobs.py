@@ -9,13 +9,24 @@ from typing import Annotated
 from fastapi import APIRouter, Response
 from fastapi import Path as PathParam
 
+from heterolora.plans import Plan
 from heterolora.schemas import ErrorBody, JobStatus
 from service.api.deps import CallerDep, JobQueueDep
-from service.errors import Conflict
+from service.errors import APIError, Conflict
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 JobId = Annotated[str, PathParam(min_length=1, max_length=64)]
 ERRORS = {status: {"model": ErrorBody} for status in (401, 404, 409, 503)}
+
+
+def require_plan(job: JobStatus, what: str) -> Plan:
+    """The job's plan: 404 `artifact_not_found` for a job that ended without one (failed or
+    cancelled), 409 `job_not_finished` while it is queued or running."""
+    if job.status in ("failed", "cancelled"):
+        raise APIError(f"job {job.job_id} {job.status}: it has no {what}", code="artifact_not_found", field="job_id")
+    if job.plan is None:
+        raise Conflict(f"job {job.job_id} is {job.status}: no {what} yet", code="job_not_finished")
+    return job.plan
 
 
 @router.get("/{job_id}", response_model=JobStatus, response_model_exclude_none=True, responses=ERRORS)
@@ -36,12 +47,11 @@ def cancel_job(job_id: JobId, queue: JobQueueDep, caller: CallerDep) -> JobStatu
     responses={200: {"content": {"image/png": {}}, "description": "The heatmap."}, **ERRORS},
 )
 def heatmap(job_id: JobId, queue: JobQueueDep, caller: CallerDep) -> Response:
-    """The plan's ranks per layer and module type, as a PNG; 409 while the job has no plan."""
+    """The plan's ranks per layer and module type, as a PNG; 409 while the job runs, 404 when it
+    failed or was cancelled."""
     from heterolora.heatmap import save_heatmap  # matplotlib, not torch; loaded on first use
 
-    job = queue.get(job_id, caller)
-    if job.plan is None:
-        raise Conflict(f"job {job_id} is {job.status}: no plan to draw", code="job_not_finished")
+    plan = require_plan(queue.get(job_id, caller), "plan to draw")
     with tempfile.TemporaryDirectory() as tmp:
-        png = save_heatmap(job.plan, Path(tmp) / "heatmap.png").read_bytes()
+        png = save_heatmap(plan, Path(tmp) / "heatmap.png").read_bytes()
     return Response(png, media_type="image/png")
