@@ -97,8 +97,11 @@ def gradient_init(
         raise ConfigError("these scores were computed without init='gradient'; score again", field="init")
     sites = module_sites(modules, config.use_rslora)
     rate = config.learning_rate or DEFAULT_TRAINING_RATE
-    if config.init_variant == "gora" and config.init_step == "line_search" and model is not None and batches:
-        return chosen_step_init(model, scored.gradients, sites, batches[-1], seed=config.seed, learning_rate=rate)
+    searched = config.init_step in ("line_search", "lora_one")
+    if config.init_variant == "gora" and searched and model is not None and batches:
+        return chosen_step_init(
+            model, scored.gradients, sites, batches[-1], seed=config.seed, learning_rate=rate, rule=config.init_step
+        )
     init = build_init(scored.gradients, sites, variant=config.init_variant, seed=config.seed, learning_rate=rate)
     return init, rate if config.init_variant == "gora" else None
 

@@ -240,10 +240,11 @@ class AllocationConfig(_Strict):
         le=MAX_LORA_PLUS_RATIO,
         description="LoRA+: B matrices train at this many times the rate (training section).",
     )
-    init_step: Literal["line_search", "learning_rate"] = Field(
+    init_step: Literal["line_search", "lora_one", "learning_rate"] = Field(
         default="line_search",
         description="gora init's step size: a line search on a scoring batch (candidates 0.8^k down to 1e-5, "
-        "forward passes only; 0 if none lowers the loss), or the learning rate.",
+        "forward passes only; 0 if none lowers the loss), LoRA-One's normalisation (each site's first update "
+        "at spectral norm scaling/128), or the learning rate.",
     )
 
     @field_validator("rank_set")
