@@ -66,7 +66,13 @@ def launch(world: int, job: dict[str, Any], folder: Path, timeout: float = 300) 
 
 
 def build(job: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
-    """The job's tiny model and scoring batches (the same on every rank and in the test process)."""
+    """The job's tiny model and scoring batches (the same on every rank and in the test process),
+    or with "workload": a benchmarks.perf workload's (benchmarks/perf/distributed.py)."""
+    if "workload" in job:
+        from benchmarks.perf.workloads import Spec, load
+
+        work = load(Spec(**job["workload"]))
+        return work.model, work.build(work.spec.config())
     sys.path.insert(0, str(REPO / "tests"))
     from conftest import random_batches, tiny_model
 
@@ -92,35 +98,40 @@ def shard_fully(model: Any) -> None:
 
 
 def main(job: dict[str, Any], folder: Path) -> None:
-    from heterolora.threads import apply_threads
+    from heterolora.threads import apply_threads, passive_wait
 
+    passive_wait()  # as the CLI does, before torch loads OpenMP
     apply_threads()
     from heterolora.config import AllocationConfig
     from heterolora.distributed import from_env, release
     from heterolora.engine import compute_plan
 
     model, batches = build(job)
-    group = from_env("cpu")
-    assert group is not None, "launch() runs more than one rank"
+    group = from_env("cpu")  # None for a world of one: the single-process path
     if job.get("fsdp"):
         shard_fully(model)
+    rank = group.rank if group is not None else 0
     die = job.get("die") or {}
     scored = set()  # the batch counts of this rank's scoring passes ("scoring i/n")
 
     def progress(fraction: float, phase: str) -> None:
         if phase.startswith("scoring ") and "/" in phase:
             scored.add(int(phase.split("/")[1].split()[0]))
-        if die.get("rank") == group.rank and phase.startswith(die["at"]):
+        if die.get("rank") == rank and phase.startswith(die["at"]):
             os._exit(DIED)  # as a rank killed mid-way would: no clean-up, no message
 
+    seconds = []
     for i, options in enumerate(job["configs"]):
         if job.get("vary_seed"):  # a rank that disagrees with the others
-            options = options | {"seed": group.rank}
+            options = options | {"seed": rank}
         config = AllocationConfig(task=job.get("task", "seq-cls"), **options)
+        start = time.perf_counter()
         plan = compute_plan(model, batches, config, progress=progress, group=group)
-        plan.save(folder / f"r{group.rank}-{i}.json")
-    stats = {"bytes_reduced": group.bytes_reduced, "reductions": group.reductions, "scored_batches": sorted(scored)}
-    (folder / f"r{group.rank}-stats.json").write_text(json.dumps(stats))
+        seconds.append(time.perf_counter() - start)
+        plan.save(folder / f"r{rank}-{i}.json")
+    stats = {"bytes_reduced": group.bytes_reduced if group else 0, "reductions": group.reductions if group else 0}
+    stats |= {"scored_batches": sorted(scored), "plan_s": seconds}
+    (folder / f"r{rank}-stats.json").write_text(json.dumps(stats))
     release()
 
 

@@ -4,6 +4,7 @@ settings and timings."""
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -11,7 +12,7 @@ import torch
 from torch import nn
 
 from heterolora.budget import PlanBudget
-from heterolora.config import AllocationConfig, FractionBudget, budget_kind
+from heterolora.config import AllocationConfig, FractionBudget, LikeBudget, budget_kind
 from heterolora.errors import ConfigError
 from heterolora.init.build import InitArtifact, build_init, module_sites
 from heterolora.init.step import chosen_step_init
@@ -23,13 +24,63 @@ from heterolora.sites import SearchSpace
 from heterolora.training import DEFAULT_TRAINING_RATE, training_section
 
 
+def assemble(
+    model: nn.Module,
+    config: AllocationConfig,
+    space: SearchSpace,
+    budget: PlanBudget,
+    scored: SiteScores,
+    rank_of: dict[str, int],
+    batches: list[dict[str, torch.Tensor]],
+    *,
+    model_id: str,
+    revision: str | None,
+    labels: list[int | str] | None,
+    t0: float,
+    computed_here: bool,
+    world_size: int = 1,
+) -> Plan:
+    """The Plan for the chosen ranks: entries, the gradient init (when the config asks for it; its
+    step may be chosen on the scoring `batches`), timings (`t0`: when the plan started;
+    `computed_here`: scored in this call, not reused)."""
+    modules = plan_modules(scored, rank_of, config)
+    init, init_s, step = None, None, None
+    if config.init == "gradient":  # the plan carries its A/B init
+        started = time.perf_counter()
+        init, step = gradient_init(scored, modules, config, model, batches)
+        init_s = time.perf_counter() - started
+    timings = plan_timings(scored, t0, computed_here, init_s)
+    return assemble_plan(model, config, space, budget, scored, modules, model_id=model_id, revision=revision,
+                         labels=labels, timings=timings, init=init, init_step=step, world_size=world_size)  # fmt: skip
+
+
 def plan_modules(scored: SiteScores, rank_of: dict[str, int], config: AllocationConfig) -> list[ModuleEntry]:
     """One entry per candidate (rank 0: not adapted), with its alpha and top score."""
     scores = {n: (v[-1] if isinstance(v, list) else float(v)) for n, v in scored.raw.items()}
+    candidates = scored.sites + scored.shortcut_sites
+    one_alpha = rslora_alpha(config, {c.name: (rank_of[c.name], c.d_in + c.d_out) for c in candidates})
     return [
-        ModuleEntry.from_candidate(c, rank=rank_of[c.name], alpha=_alpha(rank_of[c.name], config), score=scores[c.name])
-        for c in scored.sites + scored.shortcut_sites
+        ModuleEntry.from_candidate(
+            c, rank=rank_of[c.name], alpha=one_alpha or config.alpha_ratio * rank_of[c.name], score=scores[c.name]
+        )
+        for c in candidates
     ]
+
+
+def rslora_alpha(config: AllocationConfig, sites: dict[str, tuple[int, int]]) -> float | None:
+    """With `use_rslora`, the one alpha of every module (PEFT scales by alpha / sqrt(r)): chosen so
+    that a module at the reference rank gets the constant mode's scale `alpha_ratio`, i.e.
+    alpha = alpha_ratio * sqrt(r_ref). r_ref is the budget's rank for a `like` budget (uniform r = 2
+    on all six types: alpha = 2 sqrt(2)), else the plan's mean rank per parameter. None without
+    rsLoRA (alpha = alpha_ratio * r per module)."""
+    if not config.use_rslora:
+        return None
+    if isinstance(config.budget, LikeBudget):
+        reference = float(config.budget.like.r)
+    else:
+        weight = sum(width for rank, width in sites.values() if rank > 0)
+        reference = sum(rank * width for rank, width in sites.values()) / weight if weight else 1.0
+    return config.alpha_ratio * math.sqrt(reference)
 
 
 def gradient_init(
@@ -46,8 +97,11 @@ def gradient_init(
         raise ConfigError("these scores were computed without init='gradient'; score again", field="init")
     sites = module_sites(modules, config.use_rslora)
     rate = config.learning_rate or DEFAULT_TRAINING_RATE
-    if config.init_variant == "gora" and config.init_step == "line_search" and model is not None and batches:
-        return chosen_step_init(model, scored.gradients, sites, batches[-1], seed=config.seed, learning_rate=rate)
+    searched = config.init_step in ("line_search", "lora_one")
+    if config.init_variant == "gora" and searched and model is not None and batches:
+        return chosen_step_init(
+            model, scored.gradients, sites, batches[-1], seed=config.seed, learning_rate=rate, rule=config.init_step
+        )
     init = build_init(scored.gradients, sites, variant=config.init_variant, seed=config.seed, learning_rate=rate)
     return init, rate if config.init_variant == "gora" else None
 
@@ -109,9 +163,3 @@ def plan_timings(scored: SiteScores, t0: float, computed_here: bool, init_s: flo
         "torch_threads": torch.get_num_threads(),
     }
     return timings if init_s is None else timings | {"init_s": round(init_s, 4)}
-
-
-def _alpha(rank: int, config: AllocationConfig) -> float:
-    if config.use_rslora:
-        return config.alpha_ratio * 8  # one alpha for all: scaling alpha / sqrt(r)
-    return config.alpha_ratio * rank  # alpha / r constant (EVA's convention)

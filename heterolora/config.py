@@ -218,7 +218,7 @@ class AllocationConfig(_Strict):
         default=False,
         description="Recompute layer internals during scoring's backward passes (less memory, more time).",
     )
-    # ---- gradient init (issue 14; heterolora/init/build.py) ----
+    # ---- gradient init (heterolora/init/build.py) ----
     init: Literal["zero", "gradient"] = Field(
         default="zero",
         description="LoRA A/B init: zero (standard LoRA, B = 0) or gradient (from the scoring gradients).",
@@ -240,10 +240,11 @@ class AllocationConfig(_Strict):
         le=MAX_LORA_PLUS_RATIO,
         description="LoRA+: B matrices train at this many times the rate (training section).",
     )
-    init_step: Literal["line_search", "learning_rate"] = Field(
+    init_step: Literal["line_search", "lora_one", "learning_rate"] = Field(
         default="line_search",
         description="gora init's step size: a line search on a scoring batch (candidates 0.8^k down to 1e-5, "
-        "forward passes only; 0 if none lowers the loss), or the learning rate.",
+        "forward passes only; 0 if none lowers the loss), LoRA-One's normalisation (each site's first update "
+        "at spectral norm scaling/128), or the learning rate.",
     )
 
     @field_validator("rank_set")
@@ -274,3 +275,7 @@ class AllocationConfig(_Strict):
         if not ranks:
             raise ConfigError(f"no rank in {self.rank_set} is <= max_rank={self.max_rank}", field="max_rank")
         return ranks
+
+    def scoring_ranks(self) -> list[int]:
+        """The rank set the allocation chooses from (a fraction budget: its one rank)."""
+        return [self.budget.rank] if isinstance(self.budget, FractionBudget) else self.effective_ranks()

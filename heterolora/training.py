@@ -38,8 +38,10 @@ class TrainingInfo(BaseModel):
         description="gora init: the step size the gradient step was taken with (0: no step lowered the "
         "scoring loss, so B stays zero); None otherwise.",
     )
-    init_step_rule: Literal["line_search", "learning_rate"] | None = Field(
-        default=None, description="How init_step was chosen: a line search on a scoring batch, or the rate."
+    init_step_rule: Literal["line_search", "lora_one", "learning_rate"] | None = Field(
+        default=None,
+        description="How the gora step was chosen: a line search on a scoring batch, LoRA-One's per-site "
+        "normalisation (init_step is then null), or the rate.",
     )
     head_warmup_steps: int = Field(default=0, ge=0, description="Head-only steps before the init's gradient.")
 
@@ -47,8 +49,9 @@ class TrainingInfo(BaseModel):
         """One line for the CLI's plan display."""
         text = f"training: lr {self.learning_rate:g}, LoRA+ ratio {self.lora_plus_ratio:g}, alpha {self.alpha_mode}, "
         text += f"init {self.init}"
-        if self.init_step is not None:
-            text += f" (step {self.init_step:.3g} by {self.init_step_rule})"
+        if self.init_step_rule is not None:
+            step = f"step {self.init_step:.3g} by " if self.init_step is not None else "step by "
+            text += f" ({step}{self.init_step_rule})"
         if self.head_warmup_steps:
             text += f", head warm-up {self.head_warmup_steps} steps"
         return text + " (make_optimizer builds it)"

@@ -18,6 +18,8 @@ TARGETS: dict[str, tuple[str, Callable[[float], bool] | None]] = {
     "scaling_exponent_k": ("~ 1 (0.8 to 1.2)", lambda v: 0.8 <= v <= 1.2),
     "scaling_exponent_depth": ("~ 1 (0.8 to 1.2)", lambda v: 0.8 <= v <= 1.2),
     "threads_ratio": ("<= 1.2 (default threads / one thread, busy neighbour)", lambda v: v <= 1.2),
+    "distributed_time_ratio": ("(reported; 2 ranks / 1 process on the same CPUs)", None),
+    "distributed_bytes_per_site": ("(reported; float32 bytes all-reduced per site)", None),
 }
 GRADIENT_PROXIES = ("grad_norm", "snip", "rank_energy")
 

@@ -27,7 +27,7 @@ from benchmarks.perf.report import judge, markdown
 from benchmarks.perf.timing import CLOCK, machine, rounded
 from benchmarks.perf.workloads import Spec, load
 
-SECTIONS = ("overhead", "eva", "scaling", "memory", "service", "threads")
+SECTIONS = ("overhead", "eva", "scaling", "memory", "service", "threads", "distributed")
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class Plan:
     scaling_rounds: int
     service: dict[str, int] = field(default_factory=dict)
     threads: dict[str, Any] = field(default_factory=dict)  # benchmarks/perf/threads.py
+    distributed: dict[str, Any] = field(default_factory=dict)  # benchmarks/perf/distributed.py
 
 
 FULL = Plan(
@@ -61,6 +62,10 @@ FULL = Plan(
     scaling_rounds=2,
     service={"rounds": 3, "requests": 200, "jobs": 10, "num_batches": 16},
     threads={"spec": Spec(model="minilm", num_batches=4, batch_size=8, max_length=128), "rounds": 3, "old": True},
+    distributed={
+        "spec": Spec(model="llama", num_batches=16, batch_size=8, seq_len=64, layers=4, hidden=256),
+        "rounds": 2,
+    },
 )
 TINY = Spec(model="llama", num_batches=4, batch_size=4, seq_len=16, layers=2, hidden=32)
 QUICK = Plan(
@@ -76,6 +81,7 @@ QUICK = Plan(
     scaling_rounds=1,
     service={"rounds": 1, "requests": 20, "jobs": 2, "num_batches": 2},
     threads={"spec": TINY, "rounds": 1, "old": False},
+    distributed={"spec": TINY, "rounds": 1},
 )
 
 
@@ -118,6 +124,12 @@ def run(plan: Plan, sections: tuple[str, ...]) -> dict[str, Any]:
 
         details["threads"] = threads_ratio(**plan.threads)
         results["threads_ratio"] = details["threads"]["ratio"]
+    if "distributed" in sections:
+        from benchmarks.perf.distributed import distributed_ratio
+
+        details["distributed"] = distributed_ratio(**plan.distributed)
+        results["distributed_time_ratio"] = details["distributed"]["ratio"]
+        results["distributed_bytes_per_site"] = details["distributed"]["bytes_per_site"]
     return results | {"details": details}
 
 

@@ -41,8 +41,7 @@ UNIFORM_ARMS = ("uniform_all", "uniform_all_init", "uniform_recipe", "uniform_in
 # The round-4 recipe's alpha mode (docs/quality.md, "Round 4 protocol"): rsLoRA, scaling alpha / sqrt(r)
 # with one alpha for every module, 2 sqrt(2), so a rank-2 module keeps the constant mode's scale (2).
 RSLORA_ARMS = ("uniform_recipe", "heterolora", "heterolora_init", "uniform_init")
-RSLORA_ALPHA = ALPHA_RATIO * math.sqrt(2)
-ENGINE_RSLORA_FACTOR = 8  # the engine's rsLoRA alpha is alpha_ratio * 8 (heterolora.engine)
+RSLORA_ALPHA = ALPHA_RATIO * math.sqrt(2)  # what the engine's rsLoRA gives a `like` r = 2 budget
 
 
 @dataclass(frozen=True)
@@ -236,10 +235,9 @@ def arm_plan(
         options.setdefault("proxy", name.removeprefix("heterolora_"))
     if name == "heterolora_shortcuts":
         options["shortcuts"] = True
-    if rslora and name in INIT_ARMS:  # the init is built for the final scaling: rsLoRA from the start
-        options.update(use_rslora=True, alpha_ratio=RSLORA_ALPHA / ENGINE_RSLORA_FACTOR)
-    plan = compute_plan(model, scoring, AllocationConfig(budget=budget, seed=seed, **options))
-    return with_ranks(plan, plan.ranks, plan.proxy, rslora=True) if rslora and plan.init is None else plan
+    if rslora:  # the product's rsLoRA: one alpha, 2 sqrt(2) at this budget (RSLORA_ALPHA)
+        options["use_rslora"] = True
+    return compute_plan(model, scoring, AllocationConfig(budget=budget, seed=seed, **options))
 
 
 def build_arm(

@@ -288,6 +288,16 @@ def markdown(report: dict[str, Any]) -> str:
     runs = [c for c in report.get("commands", []) if c != report["command"]]
     if runs:  # the benchmark runs in parts; these produced the run files merged here
         lines += ["Runs:", "", *(f"- `{c}`" for c in runs), ""]
+    if report.get("sweep_pick"):
+        lines += ["Round-4 sweep per family (hold-out accuracy after the last epoch; docs/quality.md):", ""]
+        lines += ["| family | seed 0, best first | seed 1 for | pick (mean over seeds 0, 1) |", "|---|---|---|---|"]
+        for family, pick in report["sweep_pick"].items():
+            ranking = ", ".join(f"{name} {acc:.2f}" for name, acc in pick["seed0_ranking"])
+            chosen = (
+                f"{pick['pick']} ({pick['mean_accuracy'][pick['pick']]:.2f})" if pick["pick"] else "– (seed 1 to run)"
+            )
+            lines.append(f"| {family} | {ranking} | {', '.join(pick['seed1_for'])} | {chosen} |")
+        lines.append("")
     if report.get("lr_pick"):
         lines += ["Learning rate per family (hold-out, mean last-epoch accuracy over arms and seeds):", ""]
         lines += ["| family | picked | mean accuracy by lr | runs by lr |", "|---|---|---|---|"]

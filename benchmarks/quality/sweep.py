@@ -31,8 +31,8 @@ GRID: dict[str, tuple[tuple[float, float], ...]] = {
     "recipe_uniform": RECIPE_GRID,
     "recipe_plan": RECIPE_GRID,
 }
-# The init family, at recipe_plan's pick: head warm-up {0, 64} with the line-search step (LoRA-One's
-# normalisation, the protocol's second step rule, is not built: the amendment's reduced grid).
+# The init family, at recipe_plan's pick: step rule x head warm-up.
+INIT_STEPS = ("line_search", "lora_one")
 INIT_WARMUPS = (0, 64)
 RUN_MINUTES = 15  # a run is not started with less time than this left before --stop-at
 Point = tuple[str, float, float]  # arm spec, LoRA+ ratio, A rate
@@ -46,7 +46,8 @@ def grid(family: str, out: Path = RESULTS) -> list[Point]:
     if not pick:
         raise SystemExit("init: recipe_plan has no pick yet (its seed-1 runs come first)")
     ratio, lr = float(pick["lora_plus_ratio"]), float(pick["learning_rate"])
-    return [(f"heterolora_init:head_warmup_steps={w}", ratio, lr) for w in INIT_WARMUPS]
+    arms = [f"heterolora_init:init_step={s}/head_warmup_steps={w}" for s in INIT_STEPS for w in INIT_WARMUPS]
+    return [(arm, ratio, lr) for arm in arms]
 
 
 def command(point: Point, seed: int, task: str = "mrpc") -> list[str]:

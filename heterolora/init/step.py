@@ -31,6 +31,7 @@ from heterolora.search_space import discover
 
 SMALLEST_STEP = 1e-5
 STEP_FACTOR = 0.8
+LORA_ONE_GAMMA = 128  # LoRA-One's stable gamma (its code's default)
 
 
 def candidate_steps() -> list[float]:
@@ -51,7 +52,12 @@ def line_search(model: nn.Module, batch: dict[str, torch.Tensor], unit: InitArti
         a, b = tensors[adapter_key(site.name, "A")], tensors[adapter_key(site.name, "B")]
         weight = model.get_submodule(site.name).weight
         delta = site.scaling * (b @ a)  # (d_out, d_in) at η = 1
-        deltas.append((weight, (delta.t() if cands[site.name].conv1d else delta).to(weight.device, weight.dtype)))
+        delta = (delta.t() if cands[site.name].conv1d else delta).to(weight.device, weight.dtype)
+        if hasattr(weight, "device_mesh"):  # an FSDP2 shard (DTensor): the delta sharded alike
+            from torch.distributed.tensor import distribute_tensor
+
+            delta = distribute_tensor(delta, weight.device_mesh, weight.placements)
+        deltas.append((weight, delta))
     device = next(model.parameters()).device
     return search(model, {k: v.to(device) for k, v in batch.items()}, deltas)
 
@@ -78,11 +84,32 @@ def search(model: nn.Module, batch: dict[str, torch.Tensor], deltas: list[tuple[
     return best_step
 
 
-def scaled(unit: InitArtifact, step: float, learning_rate: float) -> InitArtifact:
-    """The init at step `step` (B scaled; A unchanged), for training at `learning_rate`."""
+def lora_one_steps(unit: InitArtifact, sites: list[InitSite]) -> dict[str, float]:
+    """LoRA-One's normalisation, per site: the step that makes the first update's spectral norm
+    ||scaling · B @ A||₂ = scaling / LORA_ONE_GAMMA (alpha / (gamma sqrt(r)) under rsLoRA), whatever
+    the gradient's magnitude."""
+    from safetensors.torch import load
+
+    tensors = load(unit.data)
+    steps = {}
+    for site in sites:
+        b, a = tensors[adapter_key(site.name, "B")].double(), tensors[adapter_key(site.name, "A")].double()
+        norm = float(torch.linalg.matrix_norm(b @ a, ord=2))
+        steps[site.name] = 1 / (LORA_ONE_GAMMA * norm) if norm > 0 else 0.0
+    return steps
+
+
+def scaled(unit: InitArtifact, step: float | dict[str, float], learning_rate: float) -> InitArtifact:
+    """The init at step `step` (B scaled; A unchanged; a dict: one step per site), for training at
+    `learning_rate`."""
     from safetensors.torch import load, save
 
-    tensors = {k: (v * step if ".lora_B." in k else v) for k, v in load(unit.data).items()}
+    def factor(key: str) -> float:
+        if isinstance(step, float | int):
+            return float(step)
+        return step[key.removeprefix("base_model.model.").split(".lora_B.")[0]]
+
+    tensors = {k: (v * factor(k) if ".lora_B." in k else v) for k, v in load(unit.data).items()}
     data = save(tensors, metadata={"format": "pt"})
     info = unit.info.model_copy(
         update={"recommended_learning_rate": learning_rate, "sha256": sha256_hex(data), "size": len(data)}
@@ -98,9 +125,13 @@ def chosen_step_init(
     *,
     seed: int,
     learning_rate: float,
-) -> tuple[InitArtifact | None, float]:
-    """(the gora init at the line-searched step, the step); (None, 0.0) when no step lowers the loss."""
+    rule: str = "line_search",
+) -> tuple[InitArtifact | None, float | None]:
+    """(the gora init at the chosen step, the step). `line_search`: (None, 0.0) when no step lowers
+    the loss; `lora_one`: one step per site (LoRA-One's normalisation), the step returned is None."""
     unit = build_init(source, sites, variant="gora", seed=seed, learning_rate=1.0)
+    if rule == "lora_one":
+        return scaled(unit, lora_one_steps(unit, sites), learning_rate), None
     step = line_search(model, batch, unit, sites)
     return (scaled(unit, step, learning_rate) if step > 0 else None), step
 
@@ -121,9 +152,11 @@ def init_for_plan(
     seed = plan.seed if seed is None else seed
     sites = plan_sites(plan)
     rate = learning_rate or DEFAULT_LEARNING_RATE[variant]
-    if variant == "gora" and init_step == "line_search":
+    if variant == "gora" and init_step in ("line_search", "lora_one"):
         source = gradient_pass(model, batches, sites, seed)
-        artifact, step = chosen_step_init(model, source, sites, batches[-1], seed=seed, learning_rate=rate)
+        artifact, step = chosen_step_init(
+            model, source, sites, batches[-1], seed=seed, learning_rate=rate, rule=init_step
+        )
     else:
         source = gradient_pass(model, batches, sites, seed)
         artifact = build_init(source, sites, variant=variant, seed=seed, learning_rate=rate)

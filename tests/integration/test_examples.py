@@ -20,6 +20,7 @@ from heterolora.cli import main
 from heterolora.client import Client
 from heterolora.plans import Plan
 from heterolora.samples import builtin_sample
+from heterolora.threads import THREADS_ENV
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ("stack_fixtures", "embedded_api")  # fixtures: model_root, embedded_api, user_env
@@ -80,12 +81,14 @@ def test_cli_plan_on_server_writes_the_local_plan_file(
     embedded_api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # As the server runs: on the CPU with one thread (OMP_NUM_THREADS=1), so sums add up in its order.
+    # The CLI fits torch's threads to the CPUs itself, so the one thread is asked of it by its setting.
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    monkeypatch.setenv(THREADS_ENV, "1")
     try:
         local = cli("plan", *FAST, "--device", "cpu", "--out", str(tmp_path / "local.json"))
     finally:
         torch.set_num_threads(threads)
+        monkeypatch.delenv(THREADS_ENV)
     assert local.exit_code == 0, local.output
     monkeypatch.setenv("PIPELINE_KEY", API_KEY)
     remote = cli(

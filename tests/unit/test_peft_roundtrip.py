@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from conftest import ARCHS, random_batches, tiny_model
 from peft import LoraConfig, get_peft_model
@@ -62,9 +64,16 @@ def test_fraction_mode_is_the_papers_top_k_at_one_rank() -> None:
 
 
 def test_rslora_keeps_one_alpha() -> None:
+    """One alpha for every module: a module at the reference rank gets the constant mode's scale."""
     _, plan = _plan("bert", "seq-cls", use_rslora=True)
     assert plan.alpha_mode == "rslora" and plan.peft.use_rslora
-    assert set(plan.peft.alpha_pattern.values()) == {16.0}
+    lora = [m for m in plan.lora_modules if m.rank]
+    mean_rank = sum(m.params for m in lora) / sum(m.d_in + m.d_out for m in lora)  # per parameter
+    assert plan.peft.alpha_pattern and all(
+        a == pytest.approx(2.0 * math.sqrt(mean_rank)) for a in plan.peft.alpha_pattern.values()
+    )
+    _, like = _plan("bert", "seq-cls", use_rslora=True, budget={"like": {"r": 2}})
+    assert all(a == pytest.approx(2.0 * math.sqrt(2)) for a in like.peft.alpha_pattern.values())  # 2 at rank 2
 
 
 def test_max_rank_caps_every_rank() -> None:

@@ -243,6 +243,9 @@ def test_sweep_pick_prunes_after_seed_0_and_breaks_ties_by_b_rate() -> None:
     assert pick["mean_accuracy"] == {"heterolora__lr-0.00025__ratio-4": 80.0, "heterolora__lr-0.0005__ratio-4": 79.5,
                                      "heterolora__lr-0.00025__ratio-16": 79.5}  # fmt: skip
     assert pick["pick"] == "heterolora__lr-0.00025__ratio-4" and pick["pick_training"]["lora_plus_ratio"] == 4
+    table = markdown(build_report("mrpc", runs, "x"))
+    assert "| recipe_plan | heterolora__lr-0.0005__ratio-4 80.00, heterolora__lr-0.00025__ratio-16 80.00, " in table
+    assert "| heterolora__lr-0.00025__ratio-4 (80.00) |" in table
 
 
 def test_sst2_rows_are_single_sentences(tmp_path) -> None:

@@ -33,8 +33,9 @@ def test_seed_1_follows_the_report_and_init_follows_the_pick(tmp_path: Path) -> 
     (tmp_path / "quality-sweep-mrpc.json").write_text(json.dumps(report))
     assert seed1_points("recipe_plan", tmp_path) == points[:3]
     assert [label(p) for p in grid("init", tmp_path)] == [
-        "heterolora_init__head_warmup_steps-0__lr-0.0005__ratio-4",
-        "heterolora_init__head_warmup_steps-64__lr-0.0005__ratio-4",
+        f"heterolora_init__init_step-{s}__head_warmup_steps-{w}__lr-0.0005__ratio-4"
+        for s in ("line_search", "lora_one")
+        for w in (0, 64)
     ]
     report["sweep_pick"]["recipe_plan"]["seed1_for"] = top[:1]  # a report that disagrees is refused
     (tmp_path / "quality-sweep-mrpc.json").write_text(json.dumps(report))

@@ -117,8 +117,8 @@ def test_line_search_keeps_the_lowest_loss_below_the_base(monkeypatch: pytest.Mo
 )
 def test_bad_training_options_get_a_422_naming_the_field(field: str, value: object) -> None:
     from fastapi.testclient import TestClient
-    from service.main import create_app
 
+    from service.api.app import create_app
     from service.settings import Settings, get_settings
 
     key = "k" * 16
@@ -130,5 +130,21 @@ def test_bad_training_options_get_a_422_naming_the_field(field: str, value: obje
     with TestClient(app) as client:
         res = client.post("/allocate", json=body, headers={"Authorization": f"Bearer {key}"})
     assert res.status_code == 422, res.text
-    assert field in json.dumps(res.json())
-    assert res.json().get("field", field) == field or res.json()["error"]["field"] == field
+    assert res.json()["error"]["field"] == field and "Traceback" not in res.text
+
+
+def test_lora_one_normalises_each_sites_first_update() -> None:
+    """LoRA-One's rule: every site's first update scaling * B @ A has spectral norm scaling / 128."""
+    from safetensors.torch import load
+
+    from heterolora.init.format import adapter_key
+
+    plan = _plan(init="gradient", init_variant="gora", init_step="lora_one", seed=1)
+    assert plan.training.init_step_rule == "lora_one" and plan.training.init_step is None
+    tensors = load(plan.init_data)
+    adapted = [m for m in plan.lora_modules if m.rank]
+    for m in adapted:
+        b, a = tensors[adapter_key(m.name, "B")].double(), tensors[adapter_key(m.name, "A")].double()
+        assert float(torch.linalg.matrix_norm(b @ a, ord=2)) == pytest.approx(1 / 128, rel=1e-4), m.name
+    again = _plan(init="gradient", init_variant="gora", init_step="lora_one", seed=1)
+    assert again.init.sha256 == plan.init.sha256 and len(adapted) > 1
