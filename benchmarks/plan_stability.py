@@ -31,6 +31,7 @@ from heterolora.loading import load_model
 from heterolora.samples import make_batches
 from heterolora.scoring import score_sites
 from heterolora.search_space import discover
+from heterolora.sites import discover_space
 
 ATTENTION = {"q", "k", "v", "o"}
 
@@ -76,7 +77,9 @@ def main() -> None:
     cost = {c.name: c.cost_per_rank for c in sites}
     kind = {c.name: c.type for c in sites}
     results = []
-    limit = check_plan_budget(model, AllocationConfig(budget=BUDGET)).limit  # the same for every proxy
+    space = discover_space(model, AllocationConfig(budget=BUDGET))  # the same for every proxy
+    budget = check_plan_budget(model, AllocationConfig(budget=BUDGET), space)
+    limit = budget.limit
     # No signal: the allocation rule fed uniform random scores (arm `random`), one seed per sample.
     plans = [random_ranks(model, AllocationConfig(), seed) for seed in range(args.samples)]
     results.append(summary("random scores", 0, plans, 0.0, cost, kind, limit))
@@ -89,9 +92,9 @@ def main() -> None:
                 seed=100 + sample, labels={0: 0, 1: 1},
             )  # fmt: skip
             t0 = time.perf_counter()
-            scored = score_sites(model, batches, config, lambda f, m: None)
+            scored = score_sites(model, batches, config, lambda f, m: None, space)
             seconds += time.perf_counter() - t0
-            plans.append(choose(scored, config, limit))
+            plans.append(choose(scored, config, budget))
         row = summary(proxy, k, plans, seconds / args.samples, cost, kind, limit)
         results.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)

@@ -32,7 +32,17 @@ from typing import Any
 
 import httpx
 
-from devtools.stack import Stack, save_tiny_bert, start_stack, start_worker, stop, stop_stack, wait_until
+from devtools.stack import (
+    API_KEY,
+    Stack,
+    deliveries,
+    save_tiny_bert,
+    start_stack,
+    start_worker,
+    stop,
+    stop_stack,
+    wait_until,
+)
 from heterolora.samples import builtin_sample
 
 CLIENTS = 4
@@ -63,6 +73,7 @@ class Shared:
     done: set[str] = field(default_factory=set)
     answers: list[tuple[str, int, float, float]] = field(default_factory=list)  # route, status, at, ms
     windows: list[tuple[str, float, float]] = field(default_factory=list)
+    killed_job: str | None = None  # the job running when the worker was killed
     seed: int = 0
 
     def record(self, route: str, status: int, started: float) -> None:
@@ -87,7 +98,7 @@ def request(shared: Shared, http: httpx.Client, route: str, method: str, url: st
 
 
 def body(stack: Stack, seed: int, init: bool = False) -> dict[str, Any]:
-    extra = {"init": "gradient"} if init else {}
+    extra = {"init": "gradient", "init_variant": "lora_ga"} if init else {}  # lora_ga: always an init file
     return {"model_id": stack.tiny, "samples": builtin_sample()[:8], "seed": seed, **TINY, **extra}
 
 
@@ -181,12 +192,24 @@ def group_pids(leader: int) -> list[int]:
     return pids
 
 
+def running_job(shared: Shared, http: httpx.Client) -> str | None:
+    with shared.lock:
+        open_jobs = [j for j in shared.jobs if j not in shared.done]
+    for job_id in open_jobs:
+        r = http.get(f"/jobs/{job_id}", headers={"Authorization": f"Bearer {API_KEY}"})
+        if r.status_code == 200 and r.json()["status"] == "running":
+            return job_id
+    return None
+
+
 def faults(shared: Shared, minutes: float) -> None:
     """The worker kill at 35 % and the Redis restart at 65 % of the run."""
     stack, start = shared.stack, shared.start
     probe = httpx.Client(base_url=stack.api.url, timeout=5)
     time.sleep(max(0.0, start + 0.35 * 60 * minutes - time.monotonic()))
     assert stack.worker is not None
+    with contextlib.suppress(TimeoutError):  # mid-job: wait (bounded) for a job that runs
+        shared.killed_job = wait_until(lambda: running_job(shared, probe), 60, "a running job")
     began = time.monotonic()
     stop(stack.worker, signal.SIGKILL)
     stack.worker = start_worker(stack.env, stack.worker_log, "w2")
@@ -215,7 +238,10 @@ def settle(shared: Shared) -> dict[str, Any]:
         while time.monotonic() < deadline:
             r = http.get(f"/jobs/{job_id}")
             status = r.json()["status"] if r.status_code == 200 else f"http {r.status_code}"
-            if status in ("succeeded", "failed", "cancelled") or r.status_code == 404:
+            if status == "failed":
+                error = r.json()["error"]
+                status = f"failed {error['code']}: {error['message'][:160]}"
+            if status.startswith(("succeeded", "failed", "cancelled")) or r.status_code == 404:
                 break
             time.sleep(0.5)
         final[job_id] = status
@@ -227,15 +253,16 @@ def settle(shared: Shared) -> dict[str, Any]:
     lost = sorted(j for j, status in final.items() if status not in expected[j])
     return {
         "accepted": len(final),
-        "by_status": dict(Counter(final.values())),
+        "by_status": dict(Counter(status.split(":")[0] for status in final.values())),
         "lost": len(lost),
-        "lost_ids": lost[:20],
+        "lost_jobs": {j: final[j] for j in lost[:20]},
+        "final": final,
     }
 
 
 def summary(shared: Shared) -> dict[str, Any]:
-    def inside(at: float) -> bool:
-        return any(begin <= at <= end for _, begin, end in shared.windows)
+    def inside(at: float, ms: float) -> bool:  # the request overlaps a fault window
+        return any(at <= end and at + ms / 1000 >= begin for _, begin, end in shared.windows)
 
     by_route: dict[str, list[float]] = defaultdict(list)
     statuses: Counter[str] = Counter()
@@ -245,7 +272,7 @@ def summary(shared: Shared) -> dict[str, Any]:
         by_route[route].append(ms)
         statuses[str(status)] += 1
         route_statuses[route][str(status)] += 1
-        if (status >= 500 or status == 0) and not inside(at):
+        if (status >= 500 or status == 0) and not inside(at, ms):
             outside_5xx[f"{route} {status}"] += 1
     routes = {}
     for route, times in sorted(by_route.items()):
@@ -293,6 +320,9 @@ def report(results: dict[str, Any]) -> str:
         f"{traffic['errors_outside_fault_windows'] or 'none'} |",
         f"| jobs accepted / lost (must be 0) | {jobs['accepted']} / {jobs['lost']} ({jobs['by_status']}) |",
         f"| request threads busy at the end (must be 0) | {results['threads_stuck_at_end']} |",
+        f"| the job running at the worker kill: final status, deliveries | {results['jobs'].get('killed_job')} |",
+        f"| jobs re-queued by an expired lease / sweep errors | {results['leases']['jobs_requeued_by_lease']} / "
+        f"{results['leases']['sweep_errors']} |",
         f"| API RSS start / end | {memory['api_start']} / {memory['api_end']} MB |",
         f"| worker RSS start / end (main + pool) | {memory['worker_start']} / {memory['worker_end']} MB |",
         "",
@@ -340,6 +370,14 @@ def main() -> None:
                 t.join(timeout=60 * args.minutes + 600)
             jobs = settle(shared)
             health = httpx.get(stack.api.url + "/healthz", timeout=10).json()
+            final, killed = jobs.pop("final"), shared.killed_job
+            if killed:  # its final state, and how often it was delivered (2: the killed run and one more)
+                jobs["killed_job"] = {"status": final[killed], **deliveries(stack.redis.url, killed)}
+            logs = stack.api.log.read_text(errors="replace") + stack.worker_log.read_text(errors="replace")
+            leases = {
+                "jobs_requeued_by_lease": logs.count("lease lapsed: job re-queued"),
+                "sweep_errors": logs.count("lease sweep failed"),
+            }
             memory = {
                 "api_start": start_api,
                 "api_end": rss_mb([stack.api.proc.pid]),
@@ -358,6 +396,7 @@ def main() -> None:
         "traffic": summary(shared),
         "jobs": jobs,
         "threads_stuck_at_end": health["threads"]["busy"],
+        "leases": leases,
         "memory_mb": memory,
     }
     args.out.mkdir(parents=True, exist_ok=True)

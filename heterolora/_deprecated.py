@@ -73,6 +73,7 @@ MOVED_NAMES: dict[str, dict[str, str]] = {
     },
     "heterolora.dynamic.selection": {"check_budget": "heterolora.dynamic.selection:check_active_budget"},
     # service/jobs.py became the package service/jobs/; its names live in service/jobs/queue.py.
+    "service.api.metrics": {"router": "service.api.routes.metrics"},
     "service.jobs": {n: "service.jobs.queue" for n in ("Caller", "JobQueue", "Limits", "internal_error")},
 }
 

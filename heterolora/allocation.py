@@ -19,8 +19,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from heterolora.budget import check_family_budgets, check_sites_fit, family_counts
-from heterolora.config import SHORTCUT_TYPES, AllocationConfig, FractionBudget
+from heterolora.budget import PlanBudget, check_sites_fit, split_budget
+from heterolora.config import SHORTCUT_TYPES, AllocationConfig
 from heterolora.search_space import Candidate
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ def select_top(scores: dict[str, float], count: int, seed: int) -> set[str]:
     return set(order[:count])
 
 
-def choose(scored: SiteScores, config: AllocationConfig, limit: int) -> dict[str, int]:
+def choose(scored: SiteScores, config: AllocationConfig, budget: PlanBudget) -> dict[str, int]:
     """Ranks per candidate name from the scores: the allocation rule (docs/allocation.md)."""
     ranks, candidates = scored.ranks, scored.sites + scored.shortcut_sites
     curves = {n: (list(v) if isinstance(v, list) else scalar_curve(v, ranks)) for n, v in scored.raw.items()}
@@ -117,13 +117,12 @@ def choose(scored: SiteScores, config: AllocationConfig, limit: int) -> dict[str
         groups = {c.name: str(c.layer if config.normalize == "layer" else c.type) for c in candidates}
         curves = normalize(curves, groups)
     if scored.shortcut_sites:
-        return choose_ranks(scored.sites, scored.shortcut_sites, curves, ranks, limit, config)
-    if isinstance(config.budget, FractionBudget):
-        count, _ = family_counts(config.budget.fraction, len(scored.sites), 0)
-        chosen = select_top({n: c[-1] for n, c in curves.items()}, count, config.seed)
+        return _choose_families(scored.sites, scored.shortcut_sites, curves, budget, config)
+    if budget.counts is not None:
+        chosen = select_top({n: c[-1] for n, c in curves.items()}, budget.counts["lora"], config.seed)
         return {c.name: (ranks[0] if c.name in chosen else 0) for c in scored.sites}
     items = [Item(c.name, c.cost_per_rank, curves[c.name]) for c in scored.sites]
-    return allocate_ranks(items, ranks, limit, config.seed)
+    return allocate_ranks(items, ranks, budget.limit, config.seed)
 
 
 def family_groups(candidates: list[Candidate]) -> dict[str, str]:
@@ -138,29 +137,38 @@ def choose_ranks(
     limit: int,
     config: AllocationConfig,
 ) -> dict[str, int]:
+    """Ranks over both families (see `_choose_families`) under `limit`, split per family."""
+    return _choose_families(lora, shortcuts, curves, split_budget(config, limit, ranks, lora, shortcuts), config)
+
+
+def _choose_families(
+    lora: list[Candidate],
+    shortcuts: list[Candidate],
+    curves: dict[str, list[float]],
+    budget: PlanBudget,
+    config: AllocationConfig,
+) -> dict[str, int]:
     """Ranks over both families. `combined`: one ranking after dividing every curve by its
     family's mean top value (so each family averages 1 and raw gradient scales, which differ
     between a projection and a residual map, do not decide the mix). `separated`: each family
-    is allocated on its own, with its own budget."""
-    budget = config.budget
-    if isinstance(budget, FractionBudget):
-        counts = dict(zip(("lora", "shortcut"), family_counts(budget.fraction, len(lora), len(shortcuts)), strict=True))
+    is allocated on its own, with its own share of the budget."""
+    if budget.counts is not None:  # a fraction: budget.ranks is its one rank
+        rank = budget.ranks[0]
         if config.shortcut_mode == "combined":
             normed = normalize(curves, family_groups(lora + shortcuts))
-            chosen = select_top({n: c[-1] for n, c in normed.items()}, sum(counts.values()), config.seed)
-            return {c.name: (budget.rank if c.name in chosen else 0) for c in lora + shortcuts}
+            chosen = select_top({n: c[-1] for n, c in normed.items()}, sum(budget.counts.values()), config.seed)
+            return {c.name: (rank if c.name in chosen else 0) for c in lora + shortcuts}
         out = {}
         for family, sites in (("lora", lora), ("shortcut", shortcuts)):
-            chosen = select_top({c.name: curves[c.name][-1] for c in sites}, counts[family], config.seed)
-            out |= {c.name: (budget.rank if c.name in chosen else 0) for c in sites}
+            chosen = select_top({c.name: curves[c.name][-1] for c in sites}, budget.counts[family], config.seed)
+            out |= {c.name: (rank if c.name in chosen else 0) for c in sites}
         return out
-    if config.shortcut_mode == "combined":
+    if budget.limits is None:  # combined
         normed = normalize(curves, family_groups(lora + shortcuts))
         items = [Item(c.name, c.cost_per_rank, normed[c.name]) for c in lora + shortcuts]
-        return allocate_ranks(items, ranks, limit, config.seed)
-    limits = check_family_budgets(lora, shortcuts, ranks, limit, config)
+        return allocate_ranks(items, budget.ranks, budget.limit, config.seed)
     out = {}
     for family, sites in (("lora", lora), ("shortcut", shortcuts)):
         items = [Item(c.name, c.cost_per_rank, curves[c.name]) for c in sites]
-        out |= allocate_ranks(items, ranks, limits[family], config.seed)
+        out |= allocate_ranks(items, budget.ranks, budget.limits[family], config.seed)
     return out

@@ -24,6 +24,36 @@ from heterolora.sites import SearchSpace
 from heterolora.training import DEFAULT_TRAINING_RATE, training_section
 
 
+def assemble(
+    model: nn.Module,
+    config: AllocationConfig,
+    space: SearchSpace,
+    budget: PlanBudget,
+    scored: SiteScores,
+    rank_of: dict[str, int],
+    batches: list[dict[str, torch.Tensor]],
+    *,
+    model_id: str,
+    revision: str | None,
+    labels: list[int | str] | None,
+    t0: float,
+    computed_here: bool,
+    world_size: int = 1,
+) -> Plan:
+    """The Plan for the chosen ranks: entries, the gradient init (when the config asks for it; its
+    step may be chosen on the scoring `batches`), timings (`t0`: when the plan started;
+    `computed_here`: scored in this call, not reused)."""
+    modules = plan_modules(scored, rank_of, config)
+    init, init_s, step = None, None, None
+    if config.init == "gradient":  # the plan carries its A/B init
+        started = time.perf_counter()
+        init, step = gradient_init(scored, modules, config, model, batches)
+        init_s = time.perf_counter() - started
+    timings = plan_timings(scored, t0, computed_here, init_s)
+    return assemble_plan(model, config, space, budget, scored, modules, model_id=model_id, revision=revision,
+                         labels=labels, timings=timings, init=init, init_step=step, world_size=world_size)  # fmt: skip
+
+
 def plan_modules(scored: SiteScores, rank_of: dict[str, int], config: AllocationConfig) -> list[ModuleEntry]:
     """One entry per candidate (rank 0: not adapted), with its alpha and top score."""
     scores = {n: (v[-1] if isinstance(v, list) else float(v)) for n, v in scored.raw.items()}

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Protocol
 from heterolora.config import AllocationConfig, FractionBudget, LikeBudget, ParamsBudget
 from heterolora.errors import BudgetError
 from heterolora.search_space import Candidate
-from heterolora.sites import SearchSpace, discover_space
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from heterolora.sites import SearchSpace
 
 
 def family_counts(fraction: float, n_lora: int, n_shortcut: int, *, min_shortcut: int = 0) -> tuple[int, int]:
@@ -64,12 +65,6 @@ def check_sites_fit(limit: int, sites: Sequence[Costed], rank: int, **words: str
     check_cheapest(limit, cheapest, cost=f"rank {rank} costs {cheapest}", **words)
 
 
-def scoring_ranks(config: AllocationConfig) -> list[int]:
-    """The rank set the allocation chooses from (a fraction budget: its one rank)."""
-    budget = config.budget
-    return [budget.rank] if isinstance(budget, FractionBudget) else config.effective_ranks()
-
-
 def resolve_limit(config: AllocationConfig, all_sites: list[Candidate]) -> int:
     """The parameter limit a budget form means on this model (fraction mode: resolved later)."""
     budget = config.budget
@@ -110,24 +105,36 @@ def check_family_budgets(
 
 @dataclass(frozen=True)
 class PlanBudget:
-    """A checked budget: the parameter limit (fraction mode: 0, the plan counts what it uses) and
-    the rank set the allocation chooses from."""
+    """A checked budget: the parameter limit (fraction mode: 0, the plan counts what it uses), the
+    rank set the allocation chooses from, and the family split: modules per family (a fraction)
+    or parameters per family (separated shortcut mode with a parameter budget)."""
 
     limit: int
     ranks: list[int]
+    counts: dict[str, int] | None = None
+    limits: dict[str, int] | None = None
 
 
-def check_plan_budget(model: nn.Module, config: AllocationConfig, space: SearchSpace | None = None) -> PlanBudget:
+def split_budget(
+    config: AllocationConfig, limit: int, ranks: list[int], lora: list[Candidate], shortcuts: list[Candidate]
+) -> PlanBudget:
+    """The family split of a resolved limit (BudgetError when a family's share cannot pay for its
+    cheapest module)."""
+    if isinstance(config.budget, FractionBudget):
+        counts = family_counts(config.budget.fraction, len(lora), len(shortcuts))
+        return PlanBudget(limit, ranks, counts=dict(zip(("lora", "shortcut"), counts, strict=True)))
+    if shortcuts and config.shortcut_mode == "separated":
+        return PlanBudget(limit, ranks, limits=check_family_budgets(lora, shortcuts, ranks, limit, config))
+    return PlanBudget(limit, ranks)
+
+
+def check_plan_budget(model: nn.Module, config: AllocationConfig, space: SearchSpace) -> PlanBudget:
     """Resolve the budget to a parameter limit and reject impossible ones before any scoring."""
-    space = space or discover_space(model, config)
     limit = resolve_limit(config, space.all_sites)
     total = sum(p.numel() for p in model.parameters())
     if limit >= total:
         raise BudgetError(f"budget of {limit} parameters is not below the model's total of {total}", field="budget")
-    ranks = scoring_ranks(config)
-    if isinstance(config.budget, FractionBudget):
-        return PlanBudget(limit, ranks)
-    check_sites_fit(limit, space.sites, ranks[0])
-    if config.shortcuts and config.shortcut_mode == "separated":
-        check_family_budgets(space.sites, space.shortcut_sites, ranks, limit, config)
-    return PlanBudget(limit, ranks)
+    ranks = config.scoring_ranks()
+    if not isinstance(config.budget, FractionBudget):
+        check_sites_fit(limit, space.sites, ranks[0])
+    return split_budget(config, limit, ranks, space.sites, space.shortcut_sites)

@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import replace
 
 from heterolora.loading import LoadedModel
 from heterolora.scoring import SiteScores
 
 CacheKey = tuple[str, str, int, str | None, str]  # model id, task, num_labels, dtype, device or "device_map=auto"
+
+
+def cache_key(
+    model: str, task: str, num_labels: int, dtype: str | None, device: str, device_map: str | None
+) -> CacheKey:
+    """Models differ by id, task, head size, dtype and placement (a device, or a device map)."""
+    return (model, task, num_labels, dtype, f"device_map={device_map}" if device_map else device)
 
 
 class ModelCache:
@@ -40,6 +48,14 @@ class ModelCache:
             else:
                 self.misses += 1
             return loaded
+
+    def load(self, key: CacheKey, load: Callable[[], LoadedModel]) -> LoadedModel:
+        """The cached model for `key`, else `load()`'s, kept for the next plan."""
+        loaded = self.get(key)
+        if loaded is None:
+            loaded = load()
+            self.put(key, loaded)
+        return loaded
 
     def put(self, key: CacheKey, loaded: LoadedModel) -> None:
         with self._lock:

@@ -218,7 +218,7 @@ class AllocationConfig(_Strict):
         default=False,
         description="Recompute layer internals during scoring's backward passes (less memory, more time).",
     )
-    # ---- gradient init (issue 14; heterolora/init/build.py) ----
+    # ---- gradient init (heterolora/init/build.py) ----
     init: Literal["zero", "gradient"] = Field(
         default="zero",
         description="LoRA A/B init: zero (standard LoRA, B = 0) or gradient (from the scoring gradients).",
@@ -275,3 +275,7 @@ class AllocationConfig(_Strict):
         if not ranks:
             raise ConfigError(f"no rank in {self.rank_set} is <= max_rank={self.max_rank}", field="max_rank")
         return ranks
+
+    def scoring_ranks(self) -> list[int]:
+        """The rank set the allocation chooses from (a fraction budget: its one rank)."""
+        return [self.budget.rank] if isinstance(self.budget, FractionBudget) else self.effective_ranks()

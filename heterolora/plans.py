@@ -118,7 +118,7 @@ class Plan(_Model):
         description="Machine-readable shortcut section (placement, alpha); see docs/shortcuts.md.",
     )
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds per phase.")
-    # ---- gradient init (issue 14; heterolora/init/build.py): section + tensor file bytes ----
+    # ---- gradient init (heterolora/init/build.py): section + tensor file bytes ----
     init: InitInfo | None = Field(default=None, description="LoRA A/B init carried by the plan (plan-format.md).")
     training: TrainingInfo | None = Field(
         default=None, description="The training recipe the plan's evidence was measured with (make_optimizer)."

@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from heterolora.config import MAX_CLASSES, MAX_LABEL_CHARS, MAX_TEXT_CHARS
+from heterolora.config import LABEL_PROXIES, MAX_CLASSES, MAX_LABEL_CHARS, MAX_TEXT_CHARS, AllocationConfig
 from heterolora.errors import DataError
 
 if TYPE_CHECKING:
@@ -196,3 +196,28 @@ def make_batches(
             batch["labels"] = torch.tensor([labels[r["label"]] for r in rows])
         batches.append(batch)
     return batches
+
+
+def checked_samples(samples: Any, config: AllocationConfig) -> tuple[list[Sample], list[int | str]]:
+    """Checked rows (None: the built-in sample) and, for seq-cls, the sorted label classes (label
+    id i is class i)."""
+    rows = normalize_samples(builtin_sample() if samples is None else samples, task=config.task)
+    if config.task != "seq-cls":
+        return rows, []
+    return rows, class_names([r["label"] for r in rows], required=config.proxy in LABEL_PROXIES)
+
+
+def scoring_batches(
+    rows: list[Sample], classes: list[int | str], tokenizer: Any, config: AllocationConfig, max_length: int
+) -> list[dict[str, torch.Tensor]]:
+    """The config's scoring batches from checked rows, labels numbered by `classes`."""
+    return make_batches(
+        rows,
+        tokenizer,
+        task=config.task,
+        batch_size=config.batch_size,
+        num_batches=config.num_batches,
+        max_length=max_length,
+        seed=config.seed,
+        labels={name: i for i, name in enumerate(classes)},
+    )

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from heterolora.budget import scoring_ranks
 from heterolora.config import AllocationConfig
 from heterolora.distributed import Group, fully_sharded
 from heterolora.errors import ConfigError, DataError
@@ -23,7 +22,7 @@ from heterolora.proxies import get_proxy
 from heterolora.proxies.context import Progress, ProxyContext, batch_loss
 from heterolora.search_space import Candidate, head_modules
 from heterolora.shortcuts import reference_weight, scoring_probes
-from heterolora.sites import SearchSpace, discover_space
+from heterolora.sites import SearchSpace
 from heterolora.sketch import resolve_scoring
 
 
@@ -82,7 +81,7 @@ def score_key(config: AllocationConfig) -> str:
     """The options that change raw scores; plans that agree on them can share one SiteScores."""
     fields = {"task", "proxy", "seed", "num_batches", "batch_size", "max_length", "head_warmup_steps"}
     fields |= {"types", "layers", "shortcuts", "scoring", "scoring_memory_mb", "sketch_oversampling", "init"}
-    return json.dumps([config.model_dump(include=fields), scoring_ranks(config)], sort_keys=True)
+    return json.dumps([config.model_dump(include=fields), config.scoring_ranks()], sort_keys=True)
 
 
 def score_sites(
@@ -90,7 +89,7 @@ def score_sites(
     batches: list[dict[str, torch.Tensor]],
     config: AllocationConfig,
     progress: Progress,
-    space: SearchSpace | None = None,
+    space: SearchSpace,
     group: Group | None = None,
 ) -> SiteScores:
     """Run the configured proxy over every candidate site (and shortcut site). With a process
@@ -100,9 +99,8 @@ def score_sites(
         raise DataError("no scoring batches", field="samples")
     if spec.needs_labels and any("labels" not in b for b in batches):
         raise DataError(f"proxy {config.proxy!r} needs labelled samples", field="samples")
-    space = space or discover_space(model, config)
     sites, sc_sites = space.sites, space.shortcut_sites
-    ranks = scoring_ranks(config)
+    ranks = config.scoring_ranks()
     mode = resolve_scoring(config.scoring, sites + sc_sites, config.scoring_memory_mb)
     if mode == "exact" and fully_sharded(model):  # FSDP: weight.grad is a shard, X and δ are whole
         if config.scoring == "exact":

@@ -10,10 +10,12 @@ killing worker after worker.
 from __future__ import annotations
 
 import json
+import time
 from functools import lru_cache
 from typing import Any
 
 import redis
+from celery import Task
 from celery.exceptions import Ignore
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from celery.utils.log import get_task_logger
@@ -22,6 +24,7 @@ from heterolora.caches import ModelCache
 from heterolora.errors import HeteroLoraError
 from heterolora.schemas import AllocateRequest
 from service import logs
+from service.errors import Unavailable
 from service.jobs.artifacts import ArtifactStore
 from service.jobs.celery_app import celery_app
 from service.jobs.execute import TRANSIENT_ERRORS, isolate_working_directory, run_job
@@ -42,6 +45,7 @@ from service.jobs.store import RedisStore
 from service.settings import get_worker_settings
 
 log = get_task_logger(__name__)
+REDIS_BACK_S = 120.0  # how long a job waits for Redis to come back before it gives up
 
 
 @lru_cache(maxsize=1)
@@ -100,8 +104,41 @@ def load_request(store: RedisStore, payload: dict[str, Any]) -> AllocateRequest:
     return AllocateRequest.model_validate({**payload["request"], "samples": json.loads(raw)})
 
 
+def wait_for_redis(store: RedisStore, seconds: float = REDIS_BACK_S) -> bool:
+    """Wait (bounded) until Redis answers again; whether it does."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            store.ping()
+            return True
+        except Unavailable:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(1.0)
+
+
+def end_delivery(store: RedisStore, job_id: str) -> None:
+    """Count this delivery as ended. With Redis away for a moment, wait for it: a delivery left
+    open would make the next one take this worker for a dead one."""
+    try:
+        store.incr(deliveries_key(job_id), "open", -1)
+    except Unavailable:
+        if not wait_for_redis(store):
+            raise
+        store.incr(deliveries_key(job_id), "open", -1)
+
+
+class PlanningTask(Task):
+    def retry(self, *args: Any, **kwargs: Any) -> Any:
+        """A retry is a new message on the broker: when Redis is away (a transient error often
+        means just that), wait for it first, or Celery rejects the job for good."""
+        wait_for_redis(job_store())
+        return super().retry(*args, **kwargs)
+
+
 @celery_app.task(
     bind=True,
+    base=PlanningTask,
     name=TASK_ALLOCATE,
     autoretry_for=TRANSIENT_ERRORS,
     retry_backoff=2,
@@ -120,7 +157,7 @@ def allocate(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
     except JobCancelled:
         raise Ignore() from None  # the API already reports the job as cancelled
     finally:
-        store.incr(deliveries_key(job_id), "open", -1)
+        end_delivery(store, job_id)
 
 
 def run_allocate(task: Any, job_id: str, payload: dict[str, Any], store: RedisStore) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""Dynamic HeteroLoRA (spec §5): every candidate allocated at its rank, only the best-scored share
-active, re-scored during training. See docs/dynamic.md.
+"""Dynamic HeteroLoRA (the paper, §5, arXiv 2406.14956): every candidate allocated at its rank,
+only the best-scored share active, re-scored during training. See docs/dynamic.md.
 
     model, callback = heterolora.dynamic.attach("minilm", samples, budget={"trainable_params": 60_000})
     Trainer(model=model, ..., callbacks=[callback]).train()

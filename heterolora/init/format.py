@@ -22,8 +22,8 @@ KEY_FORMAT = "base_model.model.{module}.lora_{factor}.weight"
 DEFAULT_FILE = "adapter.safetensors"
 # The default variant and the learning rate each is built for when the request names none, from the
 # MRPC train hold-out pilot (benchmarks/results/init-variant-pilot.md: gora 72.12 at 3e-3, the
-# rate tuned for standard LoRA; lora_ga 69.42 at 1e-3 and 69.17 at 3e-3) and issue 14's calibration
-# (PEFT's lora_ga: 82.60 at 1e-3 on validation, majority-class collapse at 3e-3).
+# rate tuned for standard LoRA; lora_ga 69.42 at 1e-3 and 69.17 at 3e-3) and the first calibration of
+# the gradient init (PEFT's lora_ga: 82.60 at 1e-3 on validation, majority-class collapse at 3e-3).
 DEFAULT_INIT_VARIANT: InitVariant = "gora"
 # gora: the rate the round-3 hold-out sweep picked for it (docs/plan-format.md), as for standard LoRA
 DEFAULT_LEARNING_RATE: dict[str, float] = {"lora_ga": 1e-3, "gora": 1e-3}

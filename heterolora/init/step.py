@@ -52,7 +52,12 @@ def line_search(model: nn.Module, batch: dict[str, torch.Tensor], unit: InitArti
         a, b = tensors[adapter_key(site.name, "A")], tensors[adapter_key(site.name, "B")]
         weight = model.get_submodule(site.name).weight
         delta = site.scaling * (b @ a)  # (d_out, d_in) at η = 1
-        deltas.append((weight, (delta.t() if cands[site.name].conv1d else delta).to(weight.device, weight.dtype)))
+        delta = (delta.t() if cands[site.name].conv1d else delta).to(weight.device, weight.dtype)
+        if hasattr(weight, "device_mesh"):  # an FSDP2 shard (DTensor): the delta sharded alike
+            from torch.distributed.tensor import distribute_tensor
+
+            delta = distribute_tensor(delta, weight.device_mesh, weight.placements)
+        deltas.append((weight, delta))
     device = next(model.parameters()).device
     return search(model, {k: v.to(device) for k, v in batch.items()}, deltas)
 

@@ -5,7 +5,7 @@ the LayerNorm's *input* joins the sum the model already normalises. pre-LN (LLaM
 `do_layer_norm_before`): the residual stream is never normalised in place, so terms are added to
 the attention module's output (which the layer adds to the stream) and to the layer's output.
 Either way a zero term leaves every tensor unchanged. Re-applying the LayerNorm after the add, as
-the authors do (spec §2.2), would change the pretrained function, so it is not done here.
+the authors do (the paper, §2.2, arXiv 2406.14956), would change the pretrained function, so it is not done here.
 """
 
 from __future__ import annotations

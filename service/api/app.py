@@ -12,10 +12,9 @@ from heterolora import __version__
 from service import logs
 from service.api import exposure
 from service.api.metrics import RequestMetrics
-from service.api.metrics import router as metrics_router
 from service.api.middleware import BodySizeLimit
 from service.api.probes import ReadinessProbe, install_shutdown_grace
-from service.api.routes import allocate, artifacts, health, jobs
+from service.api.routes import allocate, artifacts, health, jobs, metrics
 from service.errors import install_error_handlers
 from service.jobs.queue import JobQueue
 from service.settings import Settings, get_settings
@@ -73,7 +72,7 @@ def create_app() -> FastAPI:
     app.add_middleware(BodySizeLimit, limit=lambda: current_settings(app).max_body_bytes)
     app.add_middleware(exposure.ExposureGuard, settings=lambda: current_settings(app))
     app.add_middleware(RequestMetrics)  # outermost: counts 413s and 401s too
-    for router in (allocate.router, jobs.router, artifacts.router, health.router, metrics_router):
+    for router in (allocate.router, jobs.router, artifacts.router, health.router, metrics.router):
         app.include_router(router)
     return app
 

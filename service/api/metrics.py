@@ -1,4 +1,4 @@
-"""GET /metrics (Prometheus text format, prometheus_client) and the per-request log line.
+"""What GET /metrics (service/api/routes/metrics.py) exports, and the per-request log line.
 
 - Request metrics (by route template, method, status and API key name) live in this process.
   With several API processes (`--workers N`), set PROMETHEUS_MULTIPROC_DIR to an empty folder:
@@ -10,20 +10,18 @@
 
 from __future__ import annotations
 
-import hmac
 import os
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from fastapi import APIRouter, Header, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import Unauthorized
+from heterolora._deprecated import moved_name
 from service.jobs.metrics import StoreCollector
 from service.jobs.queue import JobQueue
 from service.logs import event
@@ -42,7 +40,6 @@ REQUEST_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
     registry=REQUESTS,
 )
-router = APIRouter(tags=["health"])
 
 
 class _Live(Collector):
@@ -71,17 +68,6 @@ def scrape(queue: JobQueue) -> bytes:
     registry.register(StoreCollector(queue.store))
     registry.register(_Live(queue))
     return generate_latest(registry)
-
-
-@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
-def metrics(request: Request, authorization: str | None = Header(default=None)) -> Response:
-    """Prometheus metrics; needs `Authorization: Bearer <HETEROLORA_METRICS_KEY>` when that is set."""
-    key = request.app.state.settings.metrics_key
-    if key:
-        given = (authorization or "").partition(" ")[2].strip()
-        if not hmac.compare_digest(given.encode(), key.encode()):
-            raise Unauthorized("GET /metrics needs 'Authorization: Bearer <HETEROLORA_METRICS_KEY>'")
-    return Response(scrape(request.app.state.queue), media_type=CONTENT_TYPE_LATEST)
 
 
 class RequestMetrics:
@@ -115,3 +101,7 @@ class RequestMetrics:
             REQUEST_SECONDS.labels(route, scope["method"]).observe(seconds)
             line = {"method": scope["method"], "route": route, "status": status, "key": key}
             event("request", **line, **({"job_id": job_id} if job_id else {}), ms=round(1000 * seconds, 1))
+
+
+def __getattr__(name: str) -> object:
+    return moved_name(__name__, name)

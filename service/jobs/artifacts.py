@@ -1,6 +1,6 @@
-"""Artifact store for a job's init tensor file (issue 14; docs/service.md, "Init artifacts").
+"""A job's init tensor file (docs/service.md, "Init artifacts").
 
-Small files live in Redis (or in memory in embedded mode) under heterolora:artifact:{job_id}; files
+Small files live in the job store (Redis, or memory in embedded mode) under heterolora:artifact:{job_id}; files
 above `artifact_inline_max_bytes` go to HETEROLORA_ARTIFACT_DIR (a shared volume: the worker writes,
 the API reads), with a Redis/memory marker carrying the same TTL as the job. So Redis never holds
 more than the inline limit per job, and the directory is swept of files older than the TTL on each
@@ -12,19 +12,14 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Protocol
 
-import redis
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-from service.errors import Unavailable
 from service.jobs.records import artifact_key
+from service.jobs.store import RedisStore, Store
 
 FILE_MARKER = b"file:"
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -45,66 +40,18 @@ class ArtifactSettings(BaseSettings):
     )
 
 
-class _Bytes(Protocol):
-    def get(self, key: str) -> bytes | None: ...
-    def put(self, key: str, value: bytes, ttl_s: int) -> None: ...
-
-
-class RedisBytes:
-    def __init__(self, url: str, timeout_s: float = 5.0, *, retries: bool = True) -> None:
-        # The API reads without client-side retries (a dead Redis is a 503 within the timeout);
-        # a worker's write may retry.
-        extra = {} if retries else {"retry": Retry(NoBackoff(), 0)}
-        self.client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, **extra)
-
-    def get(self, key: str) -> bytes | None:
-        try:
-            return self.client.get(key)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise Unavailable(
-                f"artifact store unavailable: Redis is not reachable ({type(exc).__name__})", code="broker_unavailable"
-            ) from None
-
-    def put(self, key: str, value: bytes, ttl_s: int) -> None:
-        self.client.set(key, value, ex=ttl_s)
-
-
-class MemoryBytes:
-    def __init__(self) -> None:
-        self._items: dict[str, tuple[bytes, float]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> bytes | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is None or item[1] < time.monotonic():
-                self._items.pop(key, None)
-                return None
-            return item[0]
-
-    def put(self, key: str, value: bytes, ttl_s: int) -> None:
-        with self._lock:
-            now = time.monotonic()
-            for stale in [k for k, (_, until) in self._items.items() if until < now]:
-                del self._items[stale]
-            self._items[key] = (value, now + ttl_s)
-
-
 class ArtifactStore:
-    def __init__(self, kv: _Bytes, ttl_s: int, settings: ArtifactSettings | None = None) -> None:
-        self.kv = kv
-        self.ttl_s = ttl_s
+    """Init files in the job store (same TTL as the job), or on disk with a marker in the store."""
+
+    def __init__(self, store: Store, settings: ArtifactSettings | None = None) -> None:
+        self.store = store
+        self.ttl_s = store.ttl_s
         self.settings = settings or ArtifactSettings()
 
     @classmethod
-    def for_redis(cls, url: str, ttl_s: int, timeout_s: float | None = None) -> ArtifactStore:
-        """`timeout_s` given (the API): that socket timeout and no retries; else 5 s with retries."""
-        kv = RedisBytes(url) if timeout_s is None else RedisBytes(url, timeout_s, retries=False)
-        return cls(kv, ttl_s)
-
-    @classmethod
-    def in_memory(cls, ttl_s: int) -> ArtifactStore:
-        return cls(MemoryBytes(), ttl_s)
+    def for_redis(cls, url: str, ttl_s: int) -> ArtifactStore:
+        """A worker's: 5 s socket timeout, with retries (the API shares its own job store)."""
+        return cls(RedisStore(url, ttl_s, 5.0, retries=True))
 
     @staticmethod
     def key(job_id: str) -> str:
@@ -116,7 +63,7 @@ class ArtifactStore:
         """Keep `data` for the job's TTL; returns where ("redis" or "dir")."""
         key = self.key(job_id)
         if len(data) <= self.settings.artifact_inline_max_bytes:
-            self.kv.put(key, data, self.ttl_s)
+            self.store.put_bytes(key, data)
             return "redis"
         folder = self.settings.artifact_dir
         if folder is None:
@@ -130,12 +77,12 @@ class ArtifactStore:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".tmp-", delete=False) as tmp:
             tmp.write(data)
         os.replace(tmp.name, folder / name)  # readers never see a half-written file
-        self.kv.put(key, FILE_MARKER + name.encode(), self.ttl_s)
+        self.store.put_bytes(key, FILE_MARKER + name.encode())
         return "dir"
 
     def get(self, job_id: str) -> bytes | None:
         """The job's file, or None when there is none or it expired."""
-        value = self.kv.get(self.key(job_id))
+        value = self.store.get_bytes(self.key(job_id))
         if value is None or not value.startswith(FILE_MARKER):
             return value
         folder = self.settings.artifact_dir

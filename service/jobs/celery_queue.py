@@ -81,7 +81,7 @@ class CeleryJobQueue(JobQueue):
         # No limit on the broker connection pool: a pool wait has no timeout in kombu, and a
         # broadcast with replies holds one connection while it asks for a second.
         self.celery.conf.broker_pool_limit = None
-        self.artifacts = ArtifactStore.for_redis(redis_url, settings.result_ttl_s, settings.redis_timeout_s)
+        self.artifacts = ArtifactStore(self.store)  # init files, in the same store as the records
         # Jobs whose worker died go back to the queue within about a lease (service.jobs.lease).
         self.sweeper = Sweeper(self.store.client, self.celery, settings.lease_ttl_s / 3).start()
 

@@ -26,7 +26,7 @@ class EmbeddedJobQueue(JobQueue):
         self._cache: Any = None
         self._waiting = 0
         self._lock = threading.Lock()
-        self.artifacts = ArtifactStore.in_memory(settings.result_ttl_s)  # init files (issue 14)
+        self.artifacts = ArtifactStore(self.store)  # init files, in the same store as the records
 
     def _start(self, job_id: str, request: AllocateRequest) -> None:
         with self._lock:

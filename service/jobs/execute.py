@@ -135,7 +135,7 @@ def run_job(
                 request, cache=cache, device=settings.device, dtype=settings.dtype, device_map=settings.device_map,
                 progress=progress,
             )  # fmt: skip
-        if plan.init_data is not None:  # the file the plan's init.sha256 names (issue 14)
+        if plan.init_data is not None:  # the file the plan's init.sha256 names
             artifacts.put(job_id, plan.init_data)
         status, code = "succeeded", ""
         return plan.model_dump(mode="json")

@@ -60,7 +60,7 @@ def internal_error(exc: BaseException) -> dict[str, str]:
 
 
 class JobQueue(ABC):
-    artifacts: ArtifactStore  # a job's init tensor file (issue 14), set by each backend
+    artifacts: ArtifactStore  # a job's init tensor file, set by each backend
 
     def __init__(self, store: Store, limits: Limits | None = None) -> None:
         self.store = store

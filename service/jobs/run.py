@@ -4,9 +4,9 @@ cache; JobCancelled, which the progress callback raises to stop a cancelled job.
 
 from __future__ import annotations
 
-from heterolora.caches import ModelCache
+from heterolora.caches import ModelCache, cache_key
 from heterolora.loading import default_device, load_model
-from heterolora.planner import cache_key, plan
+from heterolora.planner import plan
 from heterolora.plans import Plan
 from heterolora.proxies.context import Progress
 from heterolora.schemas import AllocateRequest

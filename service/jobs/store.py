@@ -1,7 +1,8 @@
-"""Key-value stores for job records and idempotency keys: Redis, or memory in embedded mode.
+"""The one TTL store of the service: job records, idempotency keys, job metrics and init files
+(service/jobs/artifacts.py), in Redis, or in memory in single-machine mode.
 
 Both expire entries after the result TTL and offer the three operations idempotency needs:
-set-if-absent, compare-and-swap and plain reads.
+set-if-absent, compare-and-swap and plain reads; and raw bytes for files.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import redis
@@ -33,12 +34,16 @@ return 0
 
 
 class Store(Protocol):
+    ttl_s: int
+
     def get(self, key: str) -> str | None: ...
     def put(self, key: str, value: str, *, only_new: bool = False) -> bool: ...
     def swap(self, key: str, old: str, new: str) -> bool: ...
     def delete(self, *keys: str) -> None: ...
     def incr(self, key: str, field: str, amount: float = 1, *, ttl_s: int | None = None) -> float: ...
     def counts(self, key: str) -> dict[str, float]: ...
+    def get_bytes(self, key: str) -> bytes | None: ...
+    def put_bytes(self, key: str, value: bytes) -> None: ...
     def ping(self) -> None: ...
 
 
@@ -49,18 +54,16 @@ def safe_url(url: str) -> str:
 
 
 class RedisStore:
-    def __init__(self, url: str, ttl_s: int, timeout_s: float = 1.0) -> None:
+    def __init__(self, url: str, ttl_s: int, timeout_s: float = 1.0, *, retries: bool = False) -> None:
         self.url = url
         self.ttl_s = ttl_s
-        # No client-side retries: a dead Redis must turn into a 503 within the request, not after
-        # redis-py's backoff schedule.
-        self.client = redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-        )
+        # No client-side retries by default: a dead Redis must turn into a 503 within the request,
+        # not after redis-py's backoff schedule. A worker's file write may retry.
+        options: dict[str, Any] = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
+        if not retries:
+            options["retry"] = Retry(NoBackoff(), 0)
+        self.client = redis.Redis.from_url(url, decode_responses=True, **options)
+        self.raw = redis.Redis.from_url(url, **options)  # bytes in, bytes out (init files)
         self._swap = self.client.register_script(_SWAP_LUA)
 
     def _call(self, fn: Callable[[], T]) -> T:
@@ -102,6 +105,12 @@ class RedisStore:
     def counts(self, key: str) -> dict[str, float]:
         return {k: float(v) for k, v in self._call(lambda: self.client.hgetall(key)).items()}
 
+    def get_bytes(self, key: str) -> bytes | None:
+        return self._call(lambda: self.raw.get(key))
+
+    def put_bytes(self, key: str, value: bytes) -> None:
+        self.raw.set(key, value, ex=self.ttl_s)  # a worker's write: its errors are the caller's
+
     def llen(self, key: str) -> int:
         return int(self._call(lambda: self.client.llen(key)))
 
@@ -114,11 +123,11 @@ class MemoryStore:
 
     def __init__(self, ttl_s: int) -> None:
         self.ttl_s = ttl_s
-        self._items: dict[str, tuple[str, float]] = {}
+        self._items: dict[str, tuple[Any, float]] = {}  # str values, or bytes (init files)
         self._hashes: dict[str, tuple[dict[str, float], float]] = {}
         self._lock = threading.Lock()
 
-    def _live(self, key: str) -> str | None:
+    def _live(self, key: str) -> Any:
         item = self._items.get(key)
         if item is None or item[1] < time.monotonic():
             self._items.pop(key, None)
@@ -138,6 +147,12 @@ class MemoryStore:
                 for stale in [k for k, (_, until) in self._items.items() if until < time.monotonic()]:
                     del self._items[stale]
             return True
+
+    def get_bytes(self, key: str) -> bytes | None:
+        return self.get(key)  # type: ignore[return-value]
+
+    def put_bytes(self, key: str, value: bytes) -> None:
+        self.put(key, value)  # type: ignore[arg-type]
 
     def swap(self, key: str, old: str, new: str) -> bool:
         with self._lock:

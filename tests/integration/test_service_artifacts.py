@@ -73,15 +73,15 @@ def test_large_files_go_to_the_directory_with_the_job_ttl(tmp_path: Path) -> Non
     redis = RedisServer(tmp_path).start()
     try:
         settings = ArtifactSettings(artifact_dir=tmp_path / "artifacts", artifact_inline_max_bytes=10)
-        store = ArtifactStore(ArtifactStore.for_redis(redis.url, 60).kv, 60, settings)
+        store = ArtifactStore(ArtifactStore.for_redis(redis.url, 60).store, settings)
         assert store.put("small", b"0123456789") == "redis"
         assert store.put("large", b"x" * 11) == "dir"
         assert store.get("small") == b"0123456789" and store.get("large") == b"x" * 11
         assert (tmp_path / "artifacts" / "large.safetensors").read_bytes() == b"x" * 11
-        assert store.kv.client.ttl(store.key("large")) > 0  # the marker expires with the job
+        assert store.store.client.ttl(store.key("large")) > 0  # the marker expires with the job
         assert store.get("unknown") is None
         with pytest.raises(ArtifactTooLarge, match="HETEROLORA_ARTIFACT_DIR"):
-            ArtifactStore(store.kv, 60, ArtifactSettings(artifact_inline_max_bytes=10)).put("big", b"y" * 11)
+            ArtifactStore(store.store, ArtifactSettings(artifact_inline_max_bytes=10)).put("big", b"y" * 11)
         with pytest.raises(ValueError, match="bad job id"):
             store.put("../escape", b"z")
     finally:

@@ -33,6 +33,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 pytest_plugins = ("stack_fixtures",)  # fixture: model_root
 LEASE_TTL_S = 10
 FOUND_WITHIN_S = 90
+REDIS_DOWN_S = 5
 
 
 @pytest.fixture()
@@ -59,7 +60,7 @@ def test_a_live_lease_is_renewed_and_a_lapsed_one_is_claimed_once(redis_server: 
 
 @pytest.fixture()
 def leased(tmp_path: Path, model_root: Path) -> Iterator[Stack]:
-    running = start_stack(tmp_path, model_root, HETEROLORA_LEASE_TTL_S=str(LEASE_TTL_S))
+    running = start_stack(tmp_path, model_root, persist=True, HETEROLORA_LEASE_TTL_S=str(LEASE_TTL_S))
     yield running
     stop_stack(running)
 
@@ -82,3 +83,18 @@ def test_a_killed_workers_job_is_requeued_within_90_s(leased: Stack) -> None:
     assert job["status"] == "succeeded", job
     assert received(leased.worker_log, job_id) == 2  # once per worker: nothing lost, no third run
     assert deliveries(leased.redis.url, job_id) == {"started": 2, "open": 1}  # the killed one never ended
+
+
+def test_a_job_outlives_a_redis_restart(leased: Stack) -> None:
+    """Redis restarts (on its own data) while a job scores. The job's next progress report fails,
+    and Celery's retry needs the broker: it used to reject the job for good (`internal_error`,
+    "Reject: OperationalError"); the task now waits for Redis before it retries."""
+    http = leased.api.client()
+    slow = {"model_id": "minilm", "samples": builtin_sample()[:32], "num_batches": 8, "batch_size": 4, "seed": 6}
+    job_id = http.post("/allocate", json=slow).json()["job_id"]
+    wait_job(http, job_id, until=lambda j: j["progress"]["phase"].startswith("scoring "))
+    leased.redis.stop()
+    time.sleep(REDIS_DOWN_S)  # an outage of a few seconds: the time is the fault itself
+    leased.redis.start()
+    job = wait_job(http, job_id, timeout=300)
+    assert job["status"] == "succeeded", job

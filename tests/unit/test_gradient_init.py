@@ -189,10 +189,11 @@ def test_saved_adapter_reloads_on_the_corrected_base(tmp_path) -> None:
 def test_scores_without_gradients_cannot_make_a_gradient_init() -> None:
     from heterolora.errors import ConfigError
     from heterolora.scoring import score_sites
+    from heterolora.sites import discover_space
 
     model, batches = tiny_model("llama"), random_batches()
     zero = AllocationConfig(budget={"trainable_params": 3000}, rank_set=[2, 4, 8])
-    scored = score_sites(model, batches, zero, lambda f, m: None)
+    scored = score_sites(model, batches, zero, lambda f, m: None, discover_space(model, zero))
     assert scored.gradients is None
     with pytest.raises(ConfigError, match="without init='gradient'") as err:
         compute_plan(model, batches, zero.model_copy(update={"init": "gradient"}), scored=scored)

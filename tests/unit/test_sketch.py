@@ -13,6 +13,7 @@ from heterolora.engine import compute_plan
 from heterolora.proxies import get_proxy
 from heterolora.proxies.context import ProxyContext, batch_loss
 from heterolora.search_space import discover
+from heterolora.sites import discover_space
 from heterolora.sketch import (
     DenseSite,
     SketchedSite,
@@ -25,6 +26,10 @@ from heterolora.sketch import (
 )
 
 RANKS = [1, 2, 4, 8, 16]  # k = 33, l = 67: every site of the width-128 models below is sketched
+
+
+def plan_limit(model: torch.nn.Module, config: AllocationConfig) -> int:
+    return check_plan_budget(model, config, discover_space(model, config)).limit
 
 
 def agreement(a: dict[str, int], b: dict[str, int], cost: dict[str, int], limit: int) -> float:
@@ -81,7 +86,7 @@ def test_streamed_energy_curves_and_plans_match_exact(arch: str, task: str) -> N
     assert [p.settings["scoring_mode"] for p in plans] == ["exact", "stream"]
     ranks = [{m.name: m.rank for m in p.modules} for p in plans]
     cost = {c.name: c.cost_per_rank for c in discover(model)}
-    limit = check_plan_budget(model, AllocationConfig(**config)).limit
+    limit = plan_limit(model, AllocationConfig(**config))
     assert agreement(*ranks, cost, limit) >= 0.95
     if arch == "gpt2":  # fused qkv (Conv1D) is a site like any other
         assert any(m.type == "qkv" and m.rank > 0 for m in plans[1].modules)
@@ -99,7 +104,7 @@ def test_minilm_streamed_plan_matches_exact_on_mrpc(minilm) -> None:
     plans = [compute_plan(model, batches, AllocationConfig(scoring=m, **config)) for m in ("exact", "stream")]
     ranks = [{m.name: m.rank for m in p.modules} for p in plans]
     cost = {c.name: c.cost_per_rank for c in discover(model)}
-    assert agreement(*ranks, cost, check_plan_budget(model, AllocationConfig(**config)).limit) >= 0.95
+    assert agreement(*ranks, cost, plan_limit(model, AllocationConfig(**config))) >= 0.95
 
 
 def test_sketch_recovers_top_singular_triplets_of_a_known_matrix() -> None:
