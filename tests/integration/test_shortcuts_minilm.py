@@ -111,7 +111,7 @@ def test_cli_plan_with_shortcuts(tmp_path) -> None:
     combined = CliRunner().invoke(main, args)
     assert combined.exit_code == 0, combined.output
     lines = combined.stdout.splitlines()
-    assert lines[0].split()[-4:] == list(SHORTCUT_TYPES) and len(lines) == 1 + 6 + 1
+    assert lines[0].split()[-4:] == list(SHORTCUT_TYPES) and len(lines) == 1 + 6 + 2  # + budget and training lines
     assert lines[1].split()[-1] == "-" and lines[2].split()[-1] != "-"  # no shortcut_ffn in layer 0
     separated = CliRunner().invoke(main, [*args, "--shortcut-mode", "separated", "--shortcut-share", "0.25"])
     assert separated.exit_code == 0, separated.output
