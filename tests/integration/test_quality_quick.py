@@ -57,7 +57,8 @@ def test_quick_shortcut_and_dynamic_arms(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not (GLUE / "mrpc" / "train.tsv").is_file(), reason="GLUE copy not present")
 def test_quick_shipped_head_lora_ga_and_explicit_rate(tmp_path: Path) -> None:
-    """The default head is what apply_plan trains on MiniLM as loaded: BERT pooler + classifier."""
+    """The default head is what apply_plan trains on MiniLM as loaded: the classifier over the mean
+    pooling the checkpoint declares."""
     args = ["--quick", "--task", "mrpc", "--workers", "1", "--arms", "uniform_all,peft_lora_ga", "--lr", "1e-3"]
     result = CliRunner().invoke(quality, [*args, "--data-dir", str(GLUE), "--out-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -67,7 +68,7 @@ def test_quick_shipped_head_lora_ga_and_explicit_rate(tmp_path: Path) -> None:
     lora_ga = arms["peft_lora_ga__lr-0.001"]
     assert lora_ga["kind"] == "peer" and lora_ga["family"] == "lora_ga" and lora_ga["lr"] == 1e-3
     assert lora_ga["lora_params"] == arms["uniform_all__lr-0.001"]["lora_params"] == 82944  # uniform r=2
-    assert lora_ga["head_params"] == 384 * 384 + 384 + 384 * 2 + 2  # pooler + classifier: 148,610
+    assert lora_ga["head_params"] == 384 * 2 + 2  # the classifier only (no BERT pooler)
     assert lora_ga["rank_by_type"] == {t: 12 for t in ("q", "k", "v", "o", "up", "down")}
     run = json.loads((tmp_path / "quality-runs" / "mrpc" / "peft_lora_ga__lr-0.001-s0.json").read_text())
     assert run["settings"]["head"] == "shipped" and run["settings"]["device"] in ("cpu", "cuda")
