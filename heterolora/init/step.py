@@ -152,13 +152,12 @@ def init_for_plan(
     seed = plan.seed if seed is None else seed
     sites = plan_sites(plan)
     rate = learning_rate or DEFAULT_LEARNING_RATE[variant]
+    source = gradient_pass(model, batches, sites, seed)
     if variant == "gora" and init_step in ("line_search", "lora_one"):
-        source = gradient_pass(model, batches, sites, seed)
         artifact, step = chosen_step_init(
             model, source, sites, batches[-1], seed=seed, learning_rate=rate, rule=init_step
         )
     else:
-        source = gradient_pass(model, batches, sites, seed)
         artifact = build_init(source, sites, variant=variant, seed=seed, learning_rate=rate)
         step, init_step = (rate, "learning_rate") if variant == "gora" else (None, None)  # type: ignore[assignment]
     out = attach_init(plan, artifact) if artifact is not None else plan.model_copy()
