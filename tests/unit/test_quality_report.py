@@ -168,16 +168,17 @@ def test_a_run_file_from_another_schedule_is_refused_not_merged(tmp_path) -> Non
     import json
     from dataclasses import asdict, replace
 
+    from benchmarks.quality.arms import FAMILY_RECIPE
     from benchmarks.quality.runner import StaleRunFile, pending_jobs
     from benchmarks.quality.train import Settings
 
     (tmp_path / "mrpc").mkdir()
-    now = Settings()
-    for seed, settings in ((0, replace(now, lr=1e-3, ratio=1.0)), (1, replace(now, lr=3e-3, head="mean"))):
+    now, adamw = Settings(), FAMILY_RECIPE["adamw"]
+    for seed, settings in ((0, replace(now, lr=adamw.lr, ratio=adamw.ratio)), (1, replace(now, lr=3e-3, head="mean"))):
         (tmp_path / "mrpc" / f"uniform_all-s{seed}.json").write_text(json.dumps({"settings": asdict(settings)}))
     assert pending_jobs(["mrpc"], ["uniform_all"], [0, 2], tmp_path, False, [None], now) == [
         ("mrpc", "uniform_all", 2, None)
-    ]  # seed 0 was made under this schedule (the family's 1e-3, ratio 1): done
+    ]  # seed 0 was made under this schedule (the adamw family's rate and ratio): done
     with pytest.raises(StaleRunFile, match=r"head 'mean' \(wanted 'shipped'\)"):
         pending_jobs(["mrpc"], ["uniform_all"], [1], tmp_path, False, [None], now)
     assert pending_jobs(["mrpc"], ["uniform_all"], [1], tmp_path, True, [None], now) == [
