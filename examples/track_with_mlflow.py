@@ -37,7 +37,6 @@ from heterolora.samples import builtin_sample
 
 BUDGET = {"like": {"r": 8, "types": ["q", "v"]}}  # as many parameters as uniform LoRA r=8 on q, v
 PLANNING = {"num_batches": 2, "batch_size": 8}  # a demonstration: real plans score more batches
-LEARNING_RATE = 5e-4  # used when the plan recommends none (standard init)
 
 
 def make_plan(server: str | None) -> Plan:
@@ -56,13 +55,13 @@ def train_in_run(plan: Plan, run_id: str, out: Path, steps: int) -> Path:
     torch.manual_seed(0)  # the new classifier head is drawn from torch's RNG
     base = AutoModelForSequenceClassification.from_pretrained(source, num_labels=NUM_LABELS)
     tokenizer = AutoTokenizer.from_pretrained(source)
-    learning_rate = plan.recommended_learning_rate or LEARNING_RATE
-    model = heterolora.apply_plan(base, plan, learning_rate=learning_rate)
+    model = heterolora.apply_plan(base, plan)
+    optimizer = heterolora.make_optimizer(model)  # the plan's training section: rate, LoRA+ ratio
     args = TrainingArguments(
         output_dir=str(out / "trainer"),
         max_steps=steps,
         per_device_train_batch_size=8,
-        learning_rate=learning_rate,
+        learning_rate=optimizer.defaults["lr"],  # logged; the optimizer below is what trains
         save_strategy="no",
         report_to=["mlflow"],
         use_cpu=not torch.cuda.is_available(),
@@ -71,7 +70,11 @@ def train_in_run(plan: Plan, run_id: str, out: Path, steps: int) -> Path:
         seed=0,
     )
     trainer = Trainer(
-        model=model, args=args, train_dataset=training_rows(tokenizer), data_collator=DataCollatorWithPadding(tokenizer)
+        model=model,
+        args=args,
+        train_dataset=training_rows(tokenizer),
+        data_collator=DataCollatorWithPadding(tokenizer),
+        optimizers=(optimizer, None),  # None: the Trainer's linear schedule on this optimizer
     )
     trainer.train()  # the callback ends the run when training ends; artifacts can still be added
     adapter = out / "adapter"

@@ -55,11 +55,12 @@ def train(plan: Plan, out: Path, *, steps: int = DEFAULT_STEPS, seed: int = 0) -
     base = AutoModelForSequenceClassification.from_pretrained(source, num_labels=NUM_LABELS)
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = heterolora.apply_plan(base, plan)  # PEFT LoRA at the planned ranks, verified
+    optimizer = heterolora.make_optimizer(model)  # the plan's training section: rate, LoRA+ ratio
     args = TrainingArguments(
         output_dir=str(out / "trainer"),
         max_steps=steps,
         per_device_train_batch_size=8,
-        learning_rate=5e-4,
+        learning_rate=optimizer.defaults["lr"],  # logged; the optimizer below is what trains
         save_strategy="no",
         report_to="none",
         use_cpu=not torch.cuda.is_available(),
@@ -72,6 +73,7 @@ def train(plan: Plan, out: Path, *, steps: int = DEFAULT_STEPS, seed: int = 0) -
         args=args,
         train_dataset=training_rows(tokenizer),
         data_collator=DataCollatorWithPadding(tokenizer),
+        optimizers=(optimizer, None),  # None: the Trainer's linear schedule on this optimizer
     )
     trainer.train()
     if any(m.rank > 0 for m in plan.shortcut_modules):

@@ -79,7 +79,8 @@ def train_step(
     max_length: int = 128,
 ) -> None:
     """Fine-tune the plan's base model (sequence classification) with the plan applied, on JSONL
-    rows {text, text_pair?, label}; `learning_rate` 0 takes the plan's recommendation, else 5e-4."""
+    rows {text, text_pair?, label}, with the optimizer of the plan's training section (`make_optimizer`);
+    a non-zero `learning_rate` replaces the section's rate."""
     import json
     from pathlib import Path
 
@@ -103,8 +104,9 @@ def train_step(
     source = resolve_source(planned.model.id)[0]
     tokenizer = AutoTokenizer.from_pretrained(source)
     base = AutoModelForSequenceClassification.from_pretrained(source, num_labels=len(labels))
-    rate = learning_rate or planned.recommended_learning_rate or 5e-4
-    model = heterolora.apply_plan(base, planned, learning_rate=rate)
+    model = heterolora.apply_plan(base, planned, learning_rate=learning_rate or None)
+    # the plan's training section (rate, LoRA+ ratio); a non-zero learning_rate overrides its rate
+    optimizer = heterolora.make_optimizer(model, **({"learning_rate": learning_rate} if learning_rate else {}))
     pairs = [r.get("text_pair") for r in rows]
     enc = tokenizer([r["text"] for r in rows], pairs if any(pairs) else None, truncation=True, max_length=max_length)
     data = [{**{k: enc[k][i] for k in enc}, "labels": labels.index(r["label"])} for i, r in enumerate(rows)]
@@ -112,12 +114,13 @@ def train_step(
         output_dir=str(Path(adapter.path) / "trainer"),
         max_steps=steps,
         per_device_train_batch_size=batch_size,
-        learning_rate=rate,
+        learning_rate=optimizer.defaults["lr"],
         save_strategy="no",
         report_to="none",
         use_cpu=not torch.cuda.is_available(),
     )
-    Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(tokenizer)).train()
+    collator = DataCollatorWithPadding(tokenizer)
+    Trainer(model=model, args=args, train_dataset=data, data_collator=collator, optimizers=(optimizer, None)).train()
     if any(m.rank > 0 for m in planned.shortcut_modules):
         heterolora.save_adapted(model, adapter.path)
     else:
