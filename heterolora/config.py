@@ -42,6 +42,9 @@ MAX_LAYERS = 1024
 MAX_SEED = 2**32 - 1
 MAX_ALPHA_RATIO = 1024.0
 MAX_LORA_PLUS_RATIO = 64.0  # LoRA+ uses 16-20; far beyond is a typo
+# The default plan's training recipe: the MRPC hold-out's pick for the plan's ranks (docs/quality.md,
+# round 4): LoRA+ with B at 4x the A rate, rsLoRA scaling, A rate 1e-3 (training.DEFAULT_TRAINING_RATE).
+DEFAULT_LORA_PLUS_RATIO = 4.0
 DEFAULT_SKETCH_OVERSAMPLING = 2  # sketch width k = 2·r_max + 1 (Tropp et al. 2017); docs/proxies.md
 
 Task = Literal[TASKS]  # type: ignore[valid-type]
@@ -183,7 +186,11 @@ class AllocationConfig(_Strict):
     alpha_ratio: float = Field(
         default=2.0, gt=0, le=MAX_ALPHA_RATIO, description="lora_alpha / r, kept constant per module."
     )
-    use_rslora: bool = Field(default=False, description="rsLoRA scaling alpha/sqrt(r) with one alpha.")
+    use_rslora: bool = Field(
+        default=True,
+        description="rsLoRA scaling alpha/sqrt(r) with one alpha (a module at the budget's rank keeps scale "
+        "alpha_ratio); False: alpha/r with alpha = alpha_ratio * r per module.",
+    )
     normalize: NormalizeMode = Field(
         default="layer", description="Divide scores by their layer's or type's mean before allocating."
     )
@@ -235,7 +242,7 @@ class AllocationConfig(_Strict):
         "a gradient init with init_step='learning_rate' is built for it.",
     )
     lora_plus_ratio: float = Field(
-        default=1.0,
+        default=DEFAULT_LORA_PLUS_RATIO,
         ge=1,
         le=MAX_LORA_PLUS_RATIO,
         description="LoRA+: B matrices train at this many times the rate (training section).",

@@ -66,8 +66,9 @@ def config_option(name: str, field: FieldInfo) -> Callable[[Callable[..., Any]],
         kind = next(a for a in get_args(kind) if a is not type(None))
     if get_origin(kind) is Literal:
         kwargs |= {"type": click.Choice(get_args(kind)), "default": default}
-    elif kind is bool:
-        kwargs |= {"is_flag": True, "default": default, "show_default": False}
+    elif kind is bool:  # --x / --no-x, so a default that is on can be turned off
+        names = [f"{names[0]}/--no-{names[0].removeprefix('--')}", *names[1:]]
+        kwargs |= {"default": default, "show_default": True}
     elif get_origin(kind) is list:  # comma-separated
         item = get_args(kind)[0]
         kwargs["help"] = f"{field.description} Comma-separated."

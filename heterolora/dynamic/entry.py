@@ -54,8 +54,9 @@ def attach(
         the PEFT model to train and its DynamicCallback (`.controller`, `.tokenizer`).
     """
     config = config or AllocationConfig(**options)
-    if config.use_rslora:
+    if config.use_rslora and "use_rslora" in config.model_fields_set:
         raise ConfigError("dynamic HeteroLoRA uses alpha/r scaling; use_rslora is not supported", field="use_rslora")
+    config = config.model_copy(update={"use_rslora": False})  # rsLoRA is the static plans' default only
     if isinstance(model, str):
         model_id = model
         loaded, batches = prepare(model, samples, config, device=device or default_device(), dtype=dtype)

@@ -33,6 +33,19 @@ def test_peft_applies_exact_ranks_and_count(arch: str, task: str) -> None:
     got = applied_ranks(peft_model)
     assert got == {n: r for n, r in ranks.items() if r > 0}  # planned rank everywhere, none on rank 0
     assert lora_param_count(peft_model) == plan.budget.used
+    alphas = {m.alpha for m in plan.lora_modules if m.rank}
+    assert plan.peft.use_rslora and len(alphas) == 1  # the default: rsLoRA, one alpha
+    for name, r in got.items():  # PEFT scales each module as the plan says: alpha / sqrt(r)
+        layer = peft_model.base_model.model.get_submodule(name)
+        assert layer.scaling["default"] == pytest.approx(next(iter(alphas)) / math.sqrt(r)), (name, r)
+
+
+def test_constant_alpha_mode_scales_every_module_by_alpha_ratio() -> None:
+    model, plan = _plan("bert", "seq-cls", rank_set=[2, 4, 8, 16], use_rslora=False)
+    assert plan.alpha_mode == "constant_ratio" and not plan.peft.use_rslora
+    peft_model = get_peft_model(model, plan.to_lora_config())
+    got = applied_ranks(peft_model)
+    assert len(set(got.values())) > 1
     for name, r in got.items():  # alpha/r constant: every module scales by alpha_ratio
         layer = peft_model.base_model.model.get_submodule(name)
         assert layer.scaling["default"] == pytest.approx(2.0), (name, r)

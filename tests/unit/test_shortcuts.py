@@ -279,7 +279,8 @@ def test_plan_entries_budget_and_section() -> None:
     sc = plan.shortcut_modules
     assert [(m.layer, m.type) for m in sc][:4] == [(0, t) for t in SHORTCUT_TYPES[:3]] + [(1, "residual1")]
     assert all(m.kind == "shortcut" and m.params == m.rank * 2 * 32 and m.d_in == m.d_out == 32 for m in sc)
-    assert all(m.alpha == 2.0 * m.rank for m in sc)  # alpha/r = alpha_ratio, as for LoRA
+    alphas = {m.alpha for m in plan.modules if m.rank}
+    assert len(alphas) == 1 and plan.alpha_mode == "rslora"  # the default: one alpha, as for LoRA
     assert plan.budget.used == sum(m.params for m in plan.modules) <= plan.budget.limit == 3000
     assert sum(m.params for m in sc) > 0 and sum(m.params for m in plan.lora_modules) > 0
     assert set(plan.peft.target_modules) == {m.name for m in plan.lora_modules if m.rank > 0}
@@ -291,7 +292,7 @@ def test_plan_entries_budget_and_section() -> None:
         "ffn_norm": "output.LayerNorm",
         "hidden_size": 32,
     }
-    assert section["mode"] == "combined" and section["candidates"] == 7 and section["scaling"] == "alpha/r"
+    assert section["mode"] == "combined" and section["candidates"] == 7 and section["scaling"] == "alpha/sqrt(r)"
     assert type(plan).model_validate_json(plan.to_json()) == plan
     assert "residual1" in plan.table().splitlines()[0] and "shortcut_ffn" in plan.table().splitlines()[0]
 

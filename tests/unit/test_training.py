@@ -29,8 +29,10 @@ def test_plan_carries_its_training_section() -> None:
         learning_rate=5e-4, lora_plus_ratio=4, alpha_mode="rslora", init="zero", head_warmup_steps=0
     )
     assert plan.recommended_learning_rate == 5e-4
-    default = _plan().training
-    assert (default.learning_rate, default.lora_plus_ratio, default.alpha_mode) == (1e-3, 1.0, "constant_ratio")
+    default = _plan().training  # the MRPC hold-out's pick for the plan's ranks (docs/quality.md)
+    assert (default.learning_rate, default.lora_plus_ratio, default.alpha_mode) == (1e-3, 4.0, "rslora")
+    earlier = _plan(use_rslora=False, lora_plus_ratio=1).training
+    assert (earlier.lora_plus_ratio, earlier.alpha_mode) == (1.0, "constant_ratio")
     assert "training: lr 0.0005, LoRA+ ratio 4, alpha rslora, init zero" in plan.table()
 
 
