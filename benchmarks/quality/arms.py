@@ -236,8 +236,9 @@ def arm_plan(
         options.setdefault("proxy", name.removeprefix("heterolora_"))
     if name == "heterolora_shortcuts":
         options["shortcuts"] = True
-    if rslora:  # the product's rsLoRA: one alpha, 2 sqrt(2) at this budget (RSLORA_ALPHA)
-        options["use_rslora"] = True
+    # the product's rsLoRA (one alpha, 2 sqrt(2) at this budget: RSLORA_ALPHA) for the round-4 recipe arms;
+    # alpha/r for the others, as they ran in earlier rounds, whatever the product's default
+    options.setdefault("use_rslora", rslora)
     return compute_plan(model, scoring, AllocationConfig(budget=budget, seed=seed, **options))
 
 
