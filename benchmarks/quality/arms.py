@@ -64,7 +64,9 @@ FAMILY_RECIPE = {
     "adamw": Recipe(2e-3),  # arm 1, uniform_all (and uniform_qv_r8); round-4 pick, mean 76.12 over seeds 0, 1
     "recipe_uniform": Recipe(1e-3),  # arm 2, uniform_recipe
     "recipe_plan": Recipe(1e-3, 4.0),  # arm 3, heterolora and the other planned arms; round-4 pick, mean 76.53
-    "init": Recipe(1e-3),  # arms 4 and 5 (and round 3's uniform_all_init)
+    # arms 4 and 5 (and round 3's uniform_all_init): recipe_plan's rate and ratio; round-4 pick of the step rule
+    # and warm-up, line search without head warm-up, mean 77.06 (LoRA-One without warm-up: 75.88)
+    "init": Recipe(1e-3, 4.0, init_step="line_search", warmup=0),
     "lora_ga": Recipe(1e-3),
     "eva": Recipe(3e-3),
     "dynamic": Recipe(3e-4),
