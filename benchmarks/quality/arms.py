@@ -62,7 +62,7 @@ class Recipe:
 # lora_ga, 3e-4 for dynamic, 1e-3 for dynamic_wide; eva kept round 2's 3e-3.
 FAMILY_RECIPE = {
     "adamw": Recipe(2e-3),  # arm 1, uniform_all (and uniform_qv_r8); round-4 pick, mean 76.12 over seeds 0, 1
-    "recipe_uniform": Recipe(1e-3),  # arm 2, uniform_recipe
+    "recipe_uniform": Recipe(5e-4, 4.0),  # arm 2, uniform_recipe; round-4 pick, mean 75.80 (ratio 4 at 1e-3: 75.76)
     "recipe_plan": Recipe(1e-3, 4.0),  # arm 3, heterolora and the other planned arms; round-4 pick, mean 76.53
     # arms 4 and 5 (and round 3's uniform_all_init): recipe_plan's rate and ratio; round-4 pick of the step rule
     # and warm-up, line search without head warm-up, mean 77.06 (LoRA-One without warm-up: 75.88)
