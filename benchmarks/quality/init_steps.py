@@ -1,0 +1,63 @@
+"""The gora init's step, as the line search chose it, for each seed of a quality run: the arm's plan
+is built exactly as the run builds it (same model, scoring batches and seed), without training.
+
+    python -m benchmarks.quality.init_steps --task mrpc --seeds 0,1,2 [--pilot] [--arm heterolora_init]
+
+A step of 0 means that no candidate step lowered the loss on the scoring batch, so the arm trained
+from the standard init (B = 0), exactly as its zero-init twin. Writes
+`benchmarks/results/quality-init-steps-<task>[-holdout].json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+
+import torch
+
+from benchmarks import GLUE, RESULTS
+from benchmarks.quality.arms import ArmSpec, arm_plan
+from benchmarks.quality.train import Settings, splits, with_family_rate
+from heterolora.loading import load_model
+from heterolora.samples import make_batches
+
+
+def chosen_step(task: str, arm: str, seed: int, settings: Settings) -> dict:
+    spec = ArmSpec.parse(arm)
+    settings = with_family_rate(settings, spec.name)
+    train_rows, _ = splits(str(GLUE), task, settings)
+    loaded = load_model("minilm", "seq-cls", num_labels=2)
+    scoring = make_batches(
+        train_rows, loaded.tokenizer, task="seq-cls", batch_size=8, num_batches=settings.scoring_batches,
+        max_length=settings.max_length, seed=seed, labels={0: 0, 1: 1},
+    )  # fmt: skip
+    training = arm_plan(spec, loaded.model, scoring, seed, settings.lr).training
+    assert training is not None
+    return {"seed": seed, "init_step": training.init_step, "rule": training.init_step_rule}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", default="mrpc")
+    ap.add_argument("--arm", default="heterolora_init")
+    ap.add_argument("--seeds", default="0,1,2,3,4,5,6,7,8,9")
+    ap.add_argument("--pilot", action="store_true", help="the train hold-out split, as the sweep ran")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    settings = replace(Settings(), pilot=args.pilot)
+    rows = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        rows.append(chosen_step(args.task, args.arm, seed, settings))
+        print(json.dumps(rows[-1]), flush=True)
+    name = f"quality-init-steps-{args.task}{'-holdout' if args.pilot else ''}.json"
+    command = (
+        "python -m benchmarks.quality.init_steps "
+        + " ".join(f"--{k} {v}" for k, v in (("task", args.task), ("arm", args.arm), ("seeds", args.seeds)))
+        + (" --pilot" if args.pilot else "")
+    )
+    (RESULTS / name).write_text(json.dumps({"arm": args.arm, "steps": rows, "command": command}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
