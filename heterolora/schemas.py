@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
-from heterolora.config import LABEL_PROXIES, MAX_TEXT_CHARS, AllocationConfig, WeightDtype
+from heterolora.config import LABEL_PROXIES, MAX_LABEL_CHARS, MAX_TEXT_CHARS, AllocationConfig, WeightDtype
 from heterolora.plans import Plan
 from heterolora.samples import check_text, class_names, sample_rows
 
@@ -41,7 +41,11 @@ class SampleIn(BaseModel):
     # AllocateRequest, is the one full check (also the total of text + text_pair).
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, pattern=r"\S", description="Input text, not blank.")
     text_pair: str | None = Field(default=None, max_length=MAX_TEXT_CHARS, description="Second text of a pair.")
-    label: int | str | None = Field(default=None, description="Class name (seq-cls); see docs/plan-format.md.")
+    # The schema states the string bound; class_names checks it (and a number's digits) with a 422
+    # naming samples.N.label, instead of pydantic's union error.
+    label: int | Annotated[str, WithJsonSchema({"type": "string", "maxLength": MAX_LABEL_CHARS})] | None = Field(
+        default=None, description="Class name (seq-cls); see docs/plan-format.md."
+    )
 
 
 class AllocateRequest(AllocationConfig):

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from heterolora.config import LABEL_PROXIES, PROXY_NAMES, AllocationConfig, ParamsBudget
+from heterolora.config import LABEL_PROXIES, MAX_LABEL_CHARS, PROXY_NAMES, AllocationConfig, ParamsBudget
 from heterolora.errors import DataError
-from heterolora.schemas import MAX_TEXT_CHARS, AllocateRequest, JobStatus, sample_rows
+from heterolora.samples import class_names
+from heterolora.schemas import MAX_TEXT_CHARS, AllocateRequest, JobStatus, SampleIn, sample_rows
 
 ROWS = [{"text": "a", "text_pair": "b", "label": 1}, {"text": "c", "label": 0}]
 
@@ -83,3 +84,12 @@ def test_job_status_done() -> None:
 def test_sample_rows_keeps_only_known_keys() -> None:
     rows = sample_rows([{"text": "a", "label": 2.0, "idx": 5, "text_pair": None}])
     assert rows == [{"text": "a", "label": 2}]
+
+
+def test_the_schema_bounds_a_label_string_as_the_check_does() -> None:
+    """A schema-driven client (or fuzzer) learns the bound the 422 enforces."""
+    label = SampleIn.model_json_schema()["properties"]["label"]["anyOf"]
+    assert {"type": "string", "maxLength": MAX_LABEL_CHARS} in label
+    SampleIn(text="a", label="x" * MAX_LABEL_CHARS)  # the bound itself is a label
+    with pytest.raises(DataError, match=f"at most {MAX_LABEL_CHARS}"):
+        class_names(["x" * (MAX_LABEL_CHARS + 1)], required=True)
