@@ -14,25 +14,15 @@ import argparse
 import json
 from dataclasses import replace
 
-import torch
-
 from benchmarks import GLUE, RESULTS
 from benchmarks.quality.arms import ArmSpec, arm_plan
-from benchmarks.quality.train import Settings, splits, with_family_rate
-from heterolora.loading import load_model
-from heterolora.samples import make_batches
+from benchmarks.quality.train import Settings, prepare
 
 
 def chosen_step(task: str, arm: str, seed: int, settings: Settings) -> dict:
     spec = ArmSpec.parse(arm)
-    settings = with_family_rate(settings, spec.name)
-    train_rows, _ = splits(str(GLUE), task, settings)
-    loaded = load_model("minilm", "seq-cls", num_labels=2)
-    scoring = make_batches(
-        train_rows, loaded.tokenizer, task="seq-cls", batch_size=8, num_batches=settings.scoring_batches,
-        max_length=settings.max_length, seed=seed, labels={0: 0, 1: 1},
-    )  # fmt: skip
-    training = arm_plan(spec, loaded.model, scoring, seed, settings.lr).training
+    prep = prepare(task, spec, seed, str(GLUE), settings)
+    training = arm_plan(spec, prep.model, prep.scoring, seed, prep.settings.lr).training
     assert training is not None
     return {"seed": seed, "init_step": training.init_step, "rule": training.init_step_rule}
 
@@ -44,8 +34,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2,3,4,5,6,7,8,9")
     ap.add_argument("--pilot", action="store_true", help="the train hold-out split, as the sweep ran")
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    settings = replace(Settings(), pilot=args.pilot)
+    settings = replace(Settings(), pilot=args.pilot)  # one thread, as the runs
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         rows.append(chosen_step(args.task, args.arm, seed, settings))

@@ -176,29 +176,46 @@ def train(model: Any, train_data: Encoded, held: Encoded, settings: Settings, se
             "predictions": preds}  # fmt: skip
 
 
-def run_one(
-    task: str, arm: str, seed: int, data_dir: str, settings: Settings, out_dir: str | Path, command: str = ""
-) -> dict:
-    """Train one arm with one seed; write and return its result record."""
-    spec = ArmSpec.parse(arm)
-    label = run_label(spec.label, settings)
+@dataclass
+class Prepared:
+    """What an arm's plan is built from: the run's settings, the data split, the loaded model and its
+    scoring batches. One place, so a run and a plan rebuilt without training (`init_steps`) match."""
+
+    settings: Settings
+    train_rows: list
+    held_rows: list
+    tokenizer: Any
+    model: Any
+    scoring: list
+
+
+def prepare(task: str, spec: ArmSpec, seed: int, data_dir: str, settings: Settings) -> Prepared:
     device = resolve_device(settings.device)
     if device == "cpu":
         torch.set_num_threads(settings.threads)
     settings = replace(with_family_rate(settings, spec.name), device=device)
     train_rows, held_rows = splits(data_dir, task, settings)
     loaded = load_model("minilm", "seq-cls", num_labels=2)  # seeds the new head itself: one init for all arms and seeds
-    tok, model = loaded.tokenizer, loaded.model
-    if settings.head == "mean":
-        model = mean_head(model)
+    model = mean_head(loaded.model) if settings.head == "mean" else loaded.model
     model.to(device)
     scoring = make_batches(
-        train_rows, tok, task="seq-cls", batch_size=8, num_batches=settings.scoring_batches,
+        train_rows, loaded.tokenizer, task="seq-cls", batch_size=8, num_batches=settings.scoring_batches,
         max_length=settings.max_length, seed=seed, labels={0: 0, 1: 1},
     )  # fmt: skip
+    return Prepared(settings, train_rows, held_rows, loaded.tokenizer, model, scoring)
+
+
+def run_one(
+    task: str, arm: str, seed: int, data_dir: str, settings: Settings, out_dir: str | Path, command: str = ""
+) -> dict:
+    """Train one arm with one seed; write and return its result record."""
+    spec = ArmSpec.parse(arm)
+    label = run_label(spec.label, settings)
+    prep = prepare(task, spec, seed, data_dir, settings)
+    settings, tok, model = prep.settings, prep.tokenizer, prep.model
     head_params = sum(p.numel() for n in head_modules(model) for p in model.get_submodule(n).parameters())
-    peft_model, plan_seconds, ranks = build_arm(spec, model, scoring, seed, settings.lr)
-    train_data, held = encode(train_rows, tok, settings.max_length), encode(held_rows, tok, settings.max_length)
+    peft_model, plan_seconds, ranks = build_arm(spec, model, prep.scoring, seed, settings.lr)
+    train_data, held = (encode(rows, tok, settings.max_length) for rows in (prep.train_rows, prep.held_rows))
     result = train(peft_model, train_data, held, settings, seed, tok.pad_token_id)
     record = {
         "task": task,
