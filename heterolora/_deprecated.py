@@ -49,7 +49,7 @@ MOVED_MODULES: dict[str, str] = {
     "service.execute": "service.jobs.execute",
     "service.records": "service.jobs.records",
     "service.run": "service.jobs.run",
-    "service.stats": "service.jobs.metrics",
+    "service.stats": "service.jobs.stats",
     "service.store": "service.jobs.store",
     "worker.lease": "service.jobs.lease",
     "worker.settings": "service.settings",

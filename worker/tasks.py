@@ -29,7 +29,6 @@ from service.jobs.artifacts import ArtifactStore
 from service.jobs.celery_app import celery_app
 from service.jobs.execute import TRANSIENT_ERRORS, isolate_working_directory, run_job
 from service.jobs.lease import Lease, Sweeper
-from service.jobs.metrics import JobStats
 from service.jobs.records import (
     ANONYMOUS,
     TASK_ALLOCATE,
@@ -41,6 +40,7 @@ from service.jobs.records import (
     samples_key,
 )
 from service.jobs.run import JobCancelled, preload
+from service.jobs.stats import JobStats
 from service.jobs.store import RedisStore
 from service.settings import get_worker_settings
 

@@ -4,7 +4,7 @@
   With several API processes (`--workers N`), set PROMETHEUS_MULTIPROC_DIR to an empty folder:
   prometheus_client's multiprocess mode then adds up every process (`heterolora serve` empties
   the folder at start).
-- Job metrics come from the job store (service.jobs.metrics), where workers on any host add them up.
+- Job metrics come from the job store (service.jobs.stats), where workers on any host add them up.
 - Queue depth and the requests held by ?wait are read at scrape time.
 """
 
@@ -22,8 +22,8 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from heterolora._deprecated import moved_name
-from service.jobs.metrics import StoreCollector
 from service.jobs.queue import JobQueue
+from service.jobs.stats import StoreCollector
 from service.logs import event
 
 REQUESTS = CollectorRegistry(auto_describe=True)

@@ -22,10 +22,10 @@ from heterolora.errors import HeteroLoraError
 from heterolora.schemas import AllocateRequest
 from service.errors import Unavailable
 from service.jobs.artifacts import ArtifactStore, ArtifactTooLarge
-from service.jobs.metrics import JobStats
 from service.jobs.ranks import run_on_ranks
 from service.jobs.records import JobError, cancel_key
 from service.jobs.run import JobCancelled, run_request
+from service.jobs.stats import JobStats
 from service.jobs.store import Store
 from service.logs import event
 from service.settings import WorkerSettings

@@ -234,7 +234,7 @@ def test_logs_are_json_lines_or_text(capsys: pytest.CaptureFixture[str]) -> None
 def test_job_stats_export_as_counters_and_cumulative_histograms() -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from service.jobs.metrics import JobStats, StoreCollector
+    from service.jobs.stats import JobStats, StoreCollector
 
     store = MemoryStore(ttl_s=60)
     stats = JobStats(store)
