@@ -17,14 +17,19 @@ from dataclasses import replace
 from benchmarks import GLUE, RESULTS
 from benchmarks.quality.arms import ArmSpec, arm_plan
 from benchmarks.quality.train import Settings, prepare
+from heterolora.plans import Plan
 
 
-def chosen_step(task: str, arm: str, seed: int, settings: Settings) -> dict:
+def rebuilt_plan(task: str, arm: str, seed: int, settings: Settings) -> Plan:
+    """The plan the run of (task, arm, seed) trained from, built as the run builds it."""
     spec = ArmSpec.parse(arm)
     prep = prepare(task, spec, seed, str(GLUE), settings)
-    training = arm_plan(spec, prep.model, prep.scoring, seed, prep.settings.lr).training
-    assert training is not None
-    return {"seed": seed, "init_step": training.init_step, "rule": training.init_step_rule}
+    return arm_plan(spec, prep.model, prep.scoring, seed, prep.settings.lr)
+
+
+def step_row(seed: int, plan: Plan) -> dict:
+    assert plan.training is not None
+    return {"seed": seed, "init_step": plan.training.init_step, "rule": plan.training.init_step_rule}
 
 
 def main() -> None:
@@ -37,7 +42,7 @@ def main() -> None:
     settings = replace(Settings(), pilot=args.pilot)  # one thread, as the runs
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
-        rows.append(chosen_step(args.task, args.arm, seed, settings))
+        rows.append(step_row(seed, rebuilt_plan(args.task, args.arm, seed, settings)))
         print(json.dumps(rows[-1]), flush=True)
     name = f"quality-init-steps-{args.task}{'-holdout' if args.pilot else ''}.json"
     command = (

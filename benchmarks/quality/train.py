@@ -176,7 +176,7 @@ def train(model: Any, train_data: Encoded, held: Encoded, settings: Settings, se
             "predictions": preds}  # fmt: skip
 
 
-@dataclass
+@dataclass(frozen=True)
 class Prepared:
     """What an arm's plan is built from: the run's settings, the data split, the loaded model and its
     scoring batches. One place, so a run and a plan rebuilt without training (`init_steps`) match."""

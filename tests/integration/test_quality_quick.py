@@ -102,20 +102,16 @@ def test_quick_round4_arms_keep_predictions_and_training(tmp_path: Path) -> None
 def test_init_steps_rebuilds_the_plan_the_run_trained(tmp_path: Path) -> None:
     """`benchmarks.quality.init_steps` reports the step of the plan a run trained from: it prepares the
     model and scoring batches as the run does, so the rebuilt plan has the run's ranks to the site."""
-    from benchmarks.quality.arms import ArmSpec, arm_plan
-    from benchmarks.quality.init_steps import chosen_step
+    from benchmarks.quality.init_steps import rebuilt_plan, step_row
     from benchmarks.quality.runner import QUICK
-    from benchmarks.quality.train import prepare
 
     args = ["--quick", "--task", "mrpc", "--workers", "1", "--arms", "heterolora_init"]
     result = CliRunner().invoke(quality, [*args, "--data-dir", str(GLUE), "--out-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     run = json.loads((tmp_path / "quality-runs" / "mrpc" / "heterolora_init-s0.json").read_text())
-    spec = ArmSpec.parse("heterolora_init")
-    prep = prepare("mrpc", spec, 0, str(GLUE), QUICK)
-    plan = arm_plan(spec, prep.model, prep.scoring, 0, prep.settings.lr)
+    plan = rebuilt_plan("mrpc", "heterolora_init", 0, QUICK)
     assert plan.ranks == run["ranks"] and sum(plan.ranks.values()) > 0
     assert plan.training is not None and run["training"]["init_step"] == plan.training.init_step_rule == "line_search"
-    step = chosen_step("mrpc", "heterolora_init", 0, QUICK)
+    step = step_row(0, plan)
     assert step == {"seed": 0, "init_step": plan.training.init_step, "rule": "line_search"}
     assert step["init_step"] >= 0
